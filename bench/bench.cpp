@@ -1,0 +1,86 @@
+#include "bench.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace tileflash::bench {
+
+const char* direction_name(Direction direction) {
+  switch (direction) {
+    case Direction::forward: return "fwd";
+    case Direction::backward: return "bwd";
+    case Direction::forward_backward: return "fwd+bwd";
+  }
+  return "?";
+}
+
+const char* layout_name(Layout layout) { return layout == Layout::bshd ? "bshd" : "bhsd"; }
+
+const char* short_dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::float32: return "fp32";
+    case DType::float16: return "fp16";
+    case DType::bfloat16: return "bf16";
+    case DType::float64: return "fp64";
+    case DType::int32: return "int32";
+  }
+  return "?";
+}
+
+double attended_pairs(const Case& c) {
+  const double all = static_cast<double>(c.seq_q) * static_cast<double>(c.seq_k);
+  if (!c.causal) return all;
+  if (c.seq_q == c.seq_k) return all / 2;
+  // Row i attends columns 0 .. i + seq_k - seq_q (bottom-right alignment).
+  double pairs = 0;
+  for (std::int64_t i = 0; i < c.seq_q; ++i)
+    pairs += static_cast<double>(std::clamp<std::int64_t>(i + c.seq_k - c.seq_q + 1, 0, c.seq_k));
+  return pairs;
+}
+
+double case_flops(const Case& c) {
+  const double forward = 4.0 * static_cast<double>(c.batch) * static_cast<double>(c.heads_q) * attended_pairs(c) *
+                         static_cast<double>(c.head_dim);
+  switch (c.direction) {
+    case Direction::forward: return forward;
+    case Direction::backward: return 2.5 * forward;
+    case Direction::forward_backward: return 3.5 * forward;
+  }
+  return forward;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+std::vector<std::string> available_runner_names() {
+  std::vector<std::string> names{"reference", "cpu"};
+#ifdef TILEFLASH_BENCH_CUDA
+  names.push_back("cuda");
+  names.push_back("cublas-standard");
+#endif
+#ifdef TILEFLASH_BENCH_CUDNN
+  names.push_back("cudnn");
+#endif
+  return names;
+}
+
+std::unique_ptr<Runner> make_runner(const std::string& name) {
+  if (name == "reference") return make_cpu_runner(tileflash::Backend::reference);
+  if (name == "cpu") return make_cpu_runner(tileflash::Backend::cpu);
+#ifdef TILEFLASH_BENCH_CUDA
+  if (name == "cuda") return make_cuda_runner();
+  if (name == "cublas-standard") return make_cublas_standard_runner();
+#endif
+#ifdef TILEFLASH_BENCH_CUDNN
+  if (name == "cudnn") return make_cudnn_runner();
+#endif
+  std::string known;
+  for (const auto& n : available_runner_names()) known += (known.empty() ? "" : ", ") + n;
+  throw std::invalid_argument("unknown or not built backend '" + name + "' (this build has: " + known + ")");
+}
+
+}  // namespace tileflash::bench
