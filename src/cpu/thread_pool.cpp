@@ -1,0 +1,118 @@
+#include "cpu/thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tileflash::cpu {
+namespace {
+
+class ThreadPool {
+ public:
+  static ThreadPool& instance() {
+    static ThreadPool pool;
+    return pool;
+  }
+
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+  void run(std::int64_t num_tasks, int num_threads, const std::function<void(std::int64_t, int)>& task) {
+    // One job at a time: concurrent callers queue here rather than share the workers.
+    std::lock_guard<std::mutex> job_lock(job_mutex_);
+    const int helpers = static_cast<int>(std::min<std::int64_t>(num_threads, num_tasks)) - 1;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      while (static_cast<int>(workers_.size()) < helpers) {
+        const int thread = static_cast<int>(workers_.size()) + 1;
+        workers_.emplace_back([this, thread] { worker_loop(thread); });
+      }
+      task_ = &task;
+      num_tasks_ = num_tasks;
+      next_.store(0, std::memory_order_relaxed);
+      active_helpers_ = helpers;
+      pending_helpers_ = helpers;
+      error_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    work(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_helpers_ == 0; });
+    task_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void work(int thread) {
+    for (;;) {
+      const std::int64_t index = next_.fetch_add(1, std::memory_order_relaxed);
+      if (index >= num_tasks_) return;
+      try {
+        (*task_)(index, thread);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+        // Stop handing out further tasks.
+        next_.store(num_tasks_, std::memory_order_relaxed);
+      }
+    }
+  }
+
+  void worker_loop(int thread) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || (generation_ != seen && thread <= active_helpers_); });
+        if (stopping_) return;
+        seen = generation_;
+      }
+      work(thread);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_helpers_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex job_mutex_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(std::int64_t, int)>* task_ = nullptr;
+  std::int64_t num_tasks_ = 0;
+  std::atomic<std::int64_t> next_{0};
+  int active_helpers_ = 0, pending_helpers_ = 0;
+  std::uint64_t generation_ = 0;
+  bool stopping_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+int resolve_thread_count(int requested) {
+  if (requested > 0) return requested;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+void parallel_for(std::int64_t num_tasks, int num_threads, const std::function<void(std::int64_t, int)>& task) {
+  if (num_tasks <= 0) return;
+  if (num_threads <= 1 || num_tasks == 1) {
+    for (std::int64_t i = 0; i < num_tasks; ++i) task(i, 0);
+    return;
+  }
+  ThreadPool::instance().run(num_tasks, num_threads, task);
+}
+
+}  // namespace tileflash::cpu
