@@ -1,0 +1,64 @@
+// The band mask (causal, sliding window, sequence ends) on register tiles, and which key
+// tiles a block of query rows needs at all. Shared by the forward and backward kernels.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common/attention_math.h"
+#include "cuda/common/fragment.cuh"
+
+namespace tileflash::cuda {
+
+// Calls f(value, row, col) for every accumulator value of this lane, with the row and
+// column of the whole score matrix (the warp tile's corner is (row0, col0)).
+template <int kMTiles, int kNTiles, class F>
+__device__ __forceinline__ void for_each_score(AccumulatorTile<kMTiles, kNTiles>& acc, std::int64_t row0,
+                                               std::int64_t col0, F&& f) {
+#pragma unroll
+  for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < kNTiles; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        f(acc.value[mi][ni][e], row0 + accumulator_row(mi, e), col0 + accumulator_col(ni, e));
+}
+
+// Disallowed scores become -inf, so they vanish from the softmax (exp2(-inf) = 0).
+template <int kMTiles, int kNTiles>
+__device__ __forceinline__ void apply_band_mask(AccumulatorTile<kMTiles, kNTiles>& acc, const detail::BandMask& mask,
+                                                std::int64_t row0, std::int64_t col0) {
+  for_each_score(acc, row0, col0, [&](float& s, std::int64_t row, std::int64_t col) {
+    if (!mask.allowed(row, col)) s = -INFINITY;
+  });
+}
+
+// The key tiles [begin, end) of width kBlockN that query rows [row_begin, row_end) touch,
+// and the subrange where no score of the block is masked (so the mask can be skipped).
+struct KeyTileRange {
+  int begin = 0, end = 0;
+  int unmasked_begin = 0, unmasked_end = 0;
+
+  __device__ __forceinline__ bool empty() const { return begin >= end; }
+  __device__ __forceinline__ bool needs_mask(int tile) const { return tile < unmasked_begin || tile >= unmasked_end; }
+};
+
+template <int kBlockN>
+__device__ __forceinline__ KeyTileRange key_tiles_for_rows(const detail::BandMask& mask, std::int64_t row_begin,
+                                                           std::int64_t row_end) {
+  KeyTileRange range;
+  if (row_begin >= row_end) return range;
+  // first_col and end_col are non-decreasing in the row, so the block's first and last
+  // rows bound the union (and the intersection) of the rows' allowed columns.
+  const std::int64_t union_first = mask.first_col(row_begin), union_end = mask.end_col(row_end - 1);
+  const std::int64_t common_first = mask.first_col(row_end - 1), common_end = mask.end_col(row_begin);
+  if (union_first >= union_end) return range;
+  range.begin = static_cast<int>(union_first / kBlockN);
+  range.end = static_cast<int>((union_end + kBlockN - 1) / kBlockN);
+  range.unmasked_begin = static_cast<int>((common_first + kBlockN - 1) / kBlockN);
+  range.unmasked_end = static_cast<int>(common_end / kBlockN);
+  if (common_first >= common_end) range.unmasked_begin = range.unmasked_end = range.begin;
+  return range;
+}
+
+}  // namespace tileflash::cuda

@@ -1,0 +1,106 @@
+// Online softmax over key tiles (FlashAttention-2 ordering: rescale the running output,
+// normalise once at the end), in base 2 so every exponential is one exp2.
+#pragma once
+
+#include <cmath>
+
+#include "cuda/common/fragment.cuh"
+
+namespace tileflash::cuda {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// Per-row state of the rows this lane holds in a warp's accumulator tile: row 2 * mi + h
+// is tile row 16 * mi + 8 * h + lane_group(). `max` is in the caller's logit units, `sum`
+// is this lane's partial sum (its 2 columns per n-tile) until finalize() reduces the quad.
+template <int kMTiles>
+struct OnlineSoftmax {
+  static constexpr int kRows = 2 * kMTiles;
+  float max[kRows];
+  float sum[kRows];
+
+  __device__ __forceinline__ void init() {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      max[r] = -INFINITY;
+      sum[r] = 0.0f;
+    }
+  }
+
+  // Fold one tile of logits s (any units; `to_log2` converts them to base-2 exponents,
+  // and must be >= 0) into the state: s becomes P = exp2(s * to_log2 - max * to_log2),
+  // and `out` is rescaled to the new maximum. Rows with no allowed score so far keep a
+  // -inf maximum and contribute zeros.
+  template <int kNTiles, int kOutTiles>
+  __device__ __forceinline__ void update(AccumulatorTile<kMTiles, kNTiles>& s, AccumulatorTile<kMTiles, kOutTiles>& out,
+                                         float to_log2) {
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = 2 * mi + h;
+        float tile_max = max[r];
+#pragma unroll
+        for (int ni = 0; ni < kNTiles; ++ni)
+          tile_max = fmaxf(tile_max, fmaxf(s.value[mi][ni][2 * h], s.value[mi][ni][2 * h + 1]));
+        tile_max = quad_max(tile_max);
+        // With every score masked the maximum stays -inf; subtracting 0 instead keeps
+        // exp2(-inf - 0) = 0 rather than exp2(-inf + inf) = NaN.
+        const float shift = tile_max == -INFINITY ? 0.0f : tile_max * to_log2;
+        const float correction = exp2f(max[r] * to_log2 - shift);
+        max[r] = tile_max;
+        float tile_sum = 0.0f;
+#pragma unroll
+        for (int ni = 0; ni < kNTiles; ++ni) {
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            float& x = s.value[mi][ni][2 * h + c];
+            x = exp2f(fmaf(x, to_log2, -shift));
+            tile_sum += x;
+          }
+        }
+        sum[r] = fmaf(sum[r], correction, tile_sum);
+#pragma unroll
+        for (int oi = 0; oi < kOutTiles; ++oi) {
+          out.value[mi][oi][2 * h] *= correction;
+          out.value[mi][oi][2 * h + 1] *= correction;
+        }
+      }
+    }
+  }
+
+  // Sum the quad's partial sums; afterwards every lane of a row holds the row's total.
+  __device__ __forceinline__ void finalize() {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) sum[r] = quad_sum(sum[r]);
+  }
+
+  // Merge another state of the same rows (e.g. from a split over keys), both finalized.
+  __device__ __forceinline__ void merge(const OnlineSoftmax& other, float to_log2, float (&self_weight)[kRows],
+                                        float (&other_weight)[kRows]) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float m = fmaxf(max[r], other.max[r]);
+      const float shift = m == -INFINITY ? 0.0f : m * to_log2;
+      self_weight[r] = exp2f(max[r] * to_log2 - shift);
+      other_weight[r] = exp2f(other.max[r] * to_log2 - shift);
+      sum[r] = sum[r] * self_weight[r] + other.sum[r] * other_weight[r];
+      max[r] = m;
+    }
+  }
+
+  // Natural-log log-sum-exp of a finalized row; -inf for a row with no allowed score.
+  __device__ __forceinline__ float log_sum_exp(int r, float to_log2) const {
+    if (sum[r] == 0.0f) return -INFINITY;
+    return (max[r] * to_log2 + log2f(sum[r])) * kLn2;
+  }
+
+  // Factor that turns the accumulated, unnormalised output into the softmax average
+  // (times `extra`, e.g. the dropout rescale); 0 for empty rows, whose output is 0.
+  __device__ __forceinline__ float output_scale(int r, float extra) const {
+    return sum[r] == 0.0f ? 0.0f : extra / sum[r];
+  }
+};
+
+}  // namespace tileflash::cuda

@@ -1,0 +1,237 @@
+// The Ampere-class FlashAttention-2 forward kernel (mma.sync m16n8k16, ldmatrix, cp.async).
+//
+// One block computes kBlockM query rows of one (batch, head): it walks the key tiles the
+// band mask leaves (last to first, so the masked boundary tiles come first and the mask
+// test is skipped on the rest), keeps the scores and the output in registers, and writes
+// the output once, normalised, through shared memory with 16-byte stores.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/attention_math.h"
+#include "cuda/common/dropout.cuh"
+#include "cuda/common/fragment.cuh"
+#include "cuda/common/logits.cuh"
+#include "cuda/common/mask.cuh"
+#include "cuda/common/ptx.cuh"
+#include "cuda/common/softmax.cuh"
+#include "cuda/common/tile_io.cuh"
+#include "cuda/sm80/fwd_launch.h"
+#include "cuda/sm80/fwd_tile.h"
+#include "cuda/sm80/launch_args.h"
+
+namespace tileflash::cuda::sm80 {
+
+// Where sequence `batch` lives: its lengths and the index of its first row in the tensor
+// (varlen: the packed row; fixed lengths: 0 within the batch entry).
+struct SequenceSlice {
+  std::int64_t q_begin = 0, k_begin = 0;
+  std::int64_t seq_q = 0, seq_k = 0;
+};
+
+__device__ __forceinline__ SequenceSlice sequence_slice(const AttentionArgs& args, int batch) {
+  SequenceSlice s;
+  if (args.cu_seqlens_q != nullptr) {
+    s.q_begin = args.cu_seqlens_q[batch];
+    s.k_begin = args.cu_seqlens_k[batch];
+    s.seq_q = args.cu_seqlens_q[batch + 1] - s.q_begin;
+    s.seq_k = args.cu_seqlens_k[batch + 1] - s.k_begin;
+  } else {
+    s.seq_q = args.seq_q;
+    s.seq_k = args.seq_k;
+  }
+  return s;
+}
+
+template <class Element>
+__device__ __forceinline__ Element* row_pointer(const SequenceTensor& t, int batch, std::int64_t row, int head) {
+  return static_cast<Element*>(t.data) + batch * t.batch_stride + row * t.row_stride + head * t.head_stride;
+}
+
+// kLogitExtras: softcap, bias, ALiBi, dropout or a non-positive scale are present, and the
+// logits are computed element by element in natural units; otherwise the scale is folded
+// into the exponent (one FFMA per score) and only boundary tiles are masked.
+template <class Tile, class Element, bool kLogitExtras>
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward_kernel(const AttentionArgs args) {
+  constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN, kHeadDim = Tile::kHeadDim;
+  constexpr int kMTiles = Tile::kMTiles, kNTiles = Tile::kNTiles, kDTiles = Tile::kDTiles;
+  using QTile = SmemTile<Element, kBlockM, kHeadDim>;
+  using KVTile = SmemTile<Element, kBlockN, kHeadDim>;
+
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const QTile q_smem{reinterpret_cast<Element*>(shared_bytes)};
+  const KVTile k_smem{q_smem.data + kBlockM * QTile::kStride};
+  const KVTile v_smem{k_smem.data + kBlockN * KVTile::kStride};
+
+  const int head = static_cast<int>(blockIdx.y);
+  const int batch = static_cast<int>(blockIdx.z);
+  const SequenceSlice seq = sequence_slice(args, batch);
+  // Bottom-right causal blocks see more keys the later their rows: start those first so
+  // the short ones fill the tail of the grid.
+  const int m_block = args.window_right >= 0 ? static_cast<int>(gridDim.x - 1 - blockIdx.x) : static_cast<int>(blockIdx.x);
+  const std::int64_t row_begin = static_cast<std::int64_t>(m_block) * kBlockM;
+  if (row_begin >= seq.seq_q) return;
+  const int rows_valid = static_cast<int>(seq.seq_q - row_begin < kBlockM ? seq.seq_q - row_begin : kBlockM);
+
+  const detail::BandMask mask{seq.seq_q, seq.seq_k, args.window_left, args.window_right};
+  const KeyTileRange keys = key_tiles_for_rows<kBlockN>(mask, row_begin, row_begin + rows_valid);
+  const int kv_head = head / (args.heads_q / args.heads_kv);
+  const int head_dim = args.head_dim;
+
+  const int warp = static_cast<int>(threadIdx.x / 32);
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int warp_row0 = warp * Tile::kRowsPerWarp;
+
+  // The logits transform, in natural units (extras) or folded into the exponent.
+  LogitTransform logits{args.scale, args.softcap, {}, 0.0f};
+  DropoutStream dropout{args.dropout_seed, args.dropout_offset, args.dropout_threshold};
+  if constexpr (kLogitExtras) {
+    if (args.bias != nullptr) {
+      const std::int64_t offset = batch * args.bias_batch_stride + head * args.bias_head_stride;
+      const auto element_bytes = args.bias_is_float32 ? sizeof(float) : sizeof(Element);
+      logits.bias = BiasSlice{static_cast<const char*>(args.bias) + offset * static_cast<std::int64_t>(element_bytes),
+                              args.bias_is_float32, args.bias_row_stride, args.bias_col_stride};
+    }
+    if (args.alibi_slopes != nullptr)
+      logits.alibi_slope = args.alibi_slopes[batch * args.alibi_batch_stride + head * args.alibi_head_stride];
+  }
+  const float to_log2 = kLogitExtras ? kLog2e : args.scale * kLog2e;
+
+  AccumulatorTile<kMTiles, kDTiles> out;
+  out.fill(0.0f);
+  OnlineSoftmax<kMTiles> softmax;
+  softmax.init();
+
+  if (!keys.empty()) {
+    const Element* const k_rows = row_pointer<Element>(args.k, batch, seq.k_begin, kv_head);
+    const Element* const v_rows = row_pointer<Element>(args.v, batch, seq.k_begin, kv_head);
+    const auto key_tile = [&](const Element* rows, std::int64_t row_stride, int n) {
+      const std::int64_t first = static_cast<std::int64_t>(n) * kBlockN;
+      const int valid = static_cast<int>(seq.seq_k - first < kBlockN ? seq.seq_k - first : kBlockN);
+      return GlobalTile<Element>{rows + first * row_stride, row_stride, valid, head_dim};
+    };
+    const Element* const q_rows = row_pointer<Element>(args.q, batch, seq.q_begin + row_begin, head);
+    load_tile_async<Tile::kThreads>(q_smem, GlobalTile<Element>{q_rows, args.q.row_stride, rows_valid, head_dim});
+    load_tile_async<Tile::kThreads>(k_smem, key_tile(k_rows, args.k.row_stride, keys.end - 1));
+    ptx::cp_async_commit();
+
+    for (int n = keys.end - 1; n >= keys.begin; --n) {
+      // K[n] has landed, and every warp is done with the previous V tile.
+      ptx::cp_async_wait<0>();
+      __syncthreads();
+      load_tile_async<Tile::kThreads>(v_smem, key_tile(v_rows, args.v.row_stride, n));
+      ptx::cp_async_commit();
+
+      AccumulatorTile<kMTiles, kNTiles> scores;
+      scores.fill(0.0f);
+#pragma unroll
+      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+        if (ks * 16 >= head_dim) break;
+        std::uint32_t a[kMTiles][4];
+#pragma unroll
+        for (int mi = 0; mi < kMTiles; ++mi) load_a_operand(q_smem, warp_row0 + 16 * mi, 16 * ks, a[mi]);
+#pragma unroll
+        for (int np = 0; np < kNTiles / 2; ++np) {
+          std::uint32_t b[2][2];
+          load_b_operand_pair(k_smem, 16 * np, 16 * ks, b);
+#pragma unroll
+          for (int mi = 0; mi < kMTiles; ++mi) {
+            ptx::mma_16x8x16<Element>(scores.value[mi][2 * np], a[mi], b[0]);
+            ptx::mma_16x8x16<Element>(scores.value[mi][2 * np + 1], a[mi], b[1]);
+          }
+        }
+      }
+
+      const std::int64_t score_row0 = row_begin + warp_row0;
+      const std::int64_t score_col0 = static_cast<std::int64_t>(n) * kBlockN;
+      if constexpr (kLogitExtras) {
+        for_each_score(scores, score_row0, score_col0, [&](float& s, std::int64_t row, std::int64_t col) {
+          s = row < seq.seq_q && mask.allowed(row, col) ? logits.template operator()<Element>(s, mask, row, col)
+                                                        : -INFINITY;
+        });
+      } else if (keys.needs_mask(n)) {
+        apply_band_mask(scores, mask, score_row0, score_col0);
+      }
+      softmax.update(scores, out, to_log2);
+      if constexpr (kLogitExtras) {
+        if (dropout.threshold != 0)
+          apply_dropout(scores, dropout, static_cast<std::uint32_t>(batch * args.heads_q + head), score_row0, score_col0);
+      }
+
+      // V[n] has landed, and every warp is done with K[n], which the next load replaces.
+      ptx::cp_async_wait<0>();
+      __syncthreads();
+      if (n > keys.begin) {
+        load_tile_async<Tile::kThreads>(k_smem, key_tile(k_rows, args.k.row_stride, n - 1));
+        ptx::cp_async_commit();
+      }
+
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        std::uint32_t a[kMTiles][4];
+#pragma unroll
+        for (int mi = 0; mi < kMTiles; ++mi) accumulator_as_a<Element>(scores, mi, kk, a[mi]);
+#pragma unroll
+        for (int dp = 0; dp < kHeadDim / 16; ++dp) {
+          if (dp * 16 >= head_dim) break;
+          std::uint32_t b[2][2];
+          load_b_operand_pair_trans(v_smem, 16 * kk, 16 * dp, b);
+#pragma unroll
+          for (int mi = 0; mi < kMTiles; ++mi) {
+            ptx::mma_16x8x16<Element>(out.value[mi][2 * dp], a[mi], b[0]);
+            ptx::mma_16x8x16<Element>(out.value[mi][2 * dp + 1], a[mi], b[1]);
+          }
+        }
+      }
+    }
+  }
+
+  // Epilogue: normalise, stage this warp's rows in its own part of the Q tile (only this
+  // warp ever read those rows), then write them out with 16-byte stores.
+  softmax.finalize();
+  const float rescale = kLogitExtras ? args.dropout_rescale : 1.0f;
+#pragma unroll
+  for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float factor = softmax.output_scale(2 * mi + h, rescale);
+      const int row = warp_row0 + 16 * mi + 8 * h + lane_group();
+#pragma unroll
+      for (int di = 0; di < kDTiles; ++di)
+        *reinterpret_cast<std::uint32_t*>(q_smem.at(row, 8 * di + 2 * lane_in_group())) =
+            ptx::pack2<Element>(out.value[mi][di][2 * h] * factor, out.value[mi][di][2 * h + 1] * factor);
+    }
+  __syncwarp();
+  Element* const out_rows = row_pointer<Element>(args.out, batch, seq.q_begin + row_begin, head);
+  store_tile<32>(q_smem, warp_row0, warp_row0 + Tile::kRowsPerWarp, out_rows, args.out.row_stride, rows_valid, head_dim,
+                 lane);
+
+  if (args.lse != nullptr && lane_in_group() == 0) {
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = warp_row0 + 16 * mi + 8 * h + lane_group();
+        if (row < rows_valid)
+          args.lse[batch * args.lse_batch_stride + head * args.lse_head_stride +
+                   (seq.q_begin + row_begin + row) * args.lse_row_stride] = softmax.log_sum_exp(2 * mi + h, to_log2);
+      }
+  }
+}
+
+template <int kHeadDimTile, class Element>
+void launch_forward(const AttentionArgs& args, cudaStream_t stream) {
+  using Tile = ForwardTile<kHeadDimTile>;
+  const std::int64_t m_blocks = (args.seq_q + Tile::kBlockM - 1) / Tile::kBlockM;
+  if (m_blocks == 0 || args.batch == 0) return;
+  const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(args.heads_q), static_cast<unsigned>(args.batch));
+  const auto kernel = args.has_logit_extras() ? forward_kernel<Tile, Element, true> : forward_kernel<Tile, Element, false>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
+             "setting the forward kernel's shared-memory size");
+  kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(args);
+  check_cuda(cudaGetLastError(), "launching the forward kernel");
+}
+
+}  // namespace tileflash::cuda::sm80
