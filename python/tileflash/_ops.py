@@ -1,0 +1,183 @@
+"""The torch.library custom ops behind every torch entry point of tileflash.
+
+``tileflash::attention_forward`` and ``tileflash::attention_backward`` are opaque
+to torch.compile: each has a fake (meta) implementation that only allocates, so
+the compiler traces through them without a graph break, and the forward has an
+autograd formula (``register_autograd``) that calls the backward op.
+
+Both ops take the problem fully resolved: the softmax scale is a number, causal
+masking is folded into ``window_right = 0``, and dropout's Philox (seed, offset)
+travel as one CPU int64 tensor ``rng_state`` drawn by the caller, so the forward
+and its backward drop exactly the same entries.
+"""
+
+import contextlib
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import _C
+
+_UINT64_MASK = (1 << 64) - 1
+
+
+def _lse_shape(q: Tensor, cu_seqlens_q: Optional[Tensor]) -> List[int]:
+    if cu_seqlens_q is not None:
+        return [q.shape[1], q.shape[0]]  # varlen: (heads_q, total_q)
+    return [q.shape[0], q.shape[2], q.shape[1]]  # (batch, heads_q, seq_q)
+
+
+def _options(
+    q: Tensor,
+    bias: Optional[Tensor],
+    alibi_slopes: Optional[Tensor],
+    cu_seqlens_q: Optional[Tensor],
+    cu_seqlens_k: Optional[Tensor],
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    softmax_scale: float,
+    window_left: int,
+    window_right: int,
+    softcap: float,
+    dropout_p: float,
+    rng_state: Optional[Tensor],
+    backend: str,
+) -> "_C.Options":
+    options = _C.Options()
+    options.bias = bias
+    options.alibi_slopes = alibi_slopes
+    options.cu_seqlens_q = cu_seqlens_q
+    options.cu_seqlens_k = cu_seqlens_k
+    options.max_seqlen_q = max_seqlen_q
+    options.max_seqlen_k = max_seqlen_k
+    options.softmax_scale = softmax_scale
+    options.window_left = window_left
+    options.window_right = window_right
+    options.softcap = softcap
+    options.dropout_p = dropout_p
+    if rng_state is not None:
+        seed, offset = rng_state.tolist()
+        options.dropout_seed = seed & _UINT64_MASK
+        options.dropout_offset = offset & _UINT64_MASK
+    options.backend = backend
+    if q.is_cuda:
+        options.cuda_stream = torch.cuda.current_stream(q.device).cuda_stream
+    return options
+
+
+def _on_device(t: Tensor):
+    """Launch on the tensors' GPU, not whichever one is current."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+@torch.library.custom_op("tileflash::attention_forward", mutates_args=(), device_types=("cpu", "cuda"))
+def attention_forward(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias: Optional[Tensor],
+    alibi_slopes: Optional[Tensor],
+    cu_seqlens_q: Optional[Tensor],
+    cu_seqlens_k: Optional[Tensor],
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    softmax_scale: float,
+    window_left: int,
+    window_right: int,
+    softcap: float,
+    dropout_p: float,
+    rng_state: Optional[Tensor],
+    deterministic: bool,
+    backend: str,
+) -> Tuple[Tensor, Tensor]:
+    """Returns (out, lse). ``deterministic`` is only carried to the backward."""
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32, device=q.device)
+    options = _options(q, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                       softmax_scale, window_left, window_right, softcap, dropout_p, rng_state, backend)
+    with _on_device(q):
+        _C.forward(q.detach(), k.detach(), v.detach(), out, lse, options)
+    return out, lse
+
+
+@attention_forward.register_fake
+def _attention_forward_fake(q, k, v, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                            softmax_scale, window_left, window_right, softcap, dropout_p, rng_state, deterministic,
+                            backend):
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32, device=q.device)
+    return out, lse
+
+
+@torch.library.custom_op("tileflash::attention_backward", mutates_args=(), device_types=("cpu", "cuda"))
+def attention_backward(
+    dout: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    bias: Optional[Tensor],
+    alibi_slopes: Optional[Tensor],
+    cu_seqlens_q: Optional[Tensor],
+    cu_seqlens_k: Optional[Tensor],
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    softmax_scale: float,
+    window_left: int,
+    window_right: int,
+    softcap: float,
+    dropout_p: float,
+    rng_state: Optional[Tensor],
+    deterministic: bool,
+    backend: str,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Returns (dq, dk, dv); with GQA, dk and dv sum over each group's query heads."""
+    # Autograd hands in broadcast gradients (e.g. of out.sum()), whose zero strides
+    # the kernels cannot read along head_dim.
+    if dout.stride(-1) != 1:
+        dout = dout.contiguous()
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    options = _options(q, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                       softmax_scale, window_left, window_right, softcap, dropout_p, rng_state, backend)
+    with _on_device(q):
+        _C.backward(dout.detach(), q.detach(), k.detach(), v.detach(), out.detach(), lse.detach(), dq, dk, dv,
+                    deterministic, options)
+    return dq, dk, dv
+
+
+@attention_backward.register_fake
+def _attention_backward_fake(dout, q, k, v, out, lse, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                             max_seqlen_k, softmax_scale, window_left, window_right, softcap, dropout_p, rng_state,
+                             deterministic, backend):
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    return dq, dk, dv
+
+
+def _setup_context(ctx, inputs, output):
+    (q, k, v, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale,
+     window_left, window_right, softcap, dropout_p, rng_state, deterministic, backend) = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, rng_state)
+    ctx.settings = (max_seqlen_q, max_seqlen_k, softmax_scale, window_left, window_right, softcap, dropout_p)
+    ctx.deterministic = deterministic
+    ctx.backend = backend
+    # The log-sum-exp is an auxiliary output: no gradient flows back through it.
+    ctx.mark_non_differentiable(lse)
+
+
+def _backward(ctx, dout, _dlse):
+    q, k, v, out, lse, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, rng_state = ctx.saved_tensors
+    (max_seqlen_q, max_seqlen_k, softmax_scale, window_left, window_right, softcap, dropout_p) = ctx.settings
+    dq, dk, dv = attention_backward(dout, q, k, v, out, lse, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k,
+                                    max_seqlen_q, max_seqlen_k, softmax_scale, window_left, window_right, softcap,
+                                    dropout_p, rng_state, ctx.deterministic, ctx.backend)
+    return (dq, dk, dv) + (None,) * 14
+
+
+torch.library.register_autograd("tileflash::attention_forward", _backward, setup_context=_setup_context)
