@@ -1,0 +1,80 @@
+// The inner kernels of the tiled CPU FlashAttention, one set per instruction set
+// (scalar, AVX2+FMA, AVX-512), chosen at run time. The driver (tiled.cpp) packs the
+// operands into fp32 tiles; these kernels do the matrix products, the online softmax
+// and the gradient recomputation on them.
+#pragma once
+
+#include <cstdint>
+
+#include "common/attention_math.h"
+#include "cpu/layout.h"
+
+namespace tileflash::cpu::tiled {
+
+// Query rows and key columns per tile. kBlockK is a multiple of every vector width's
+// column block and of 4 (one Philox call covers four columns).
+inline constexpr std::int64_t kBlockQ = 64;
+inline constexpr std::int64_t kBlockK = 64;
+
+// The logit terms of one (sequence, query head) besides the scaled product.
+struct Logits {
+  detail::BandMask mask;
+  BiasTile bias;
+  float softcap = 0.0f;
+  bool has_alibi = false;
+  float alibi_slope = 0.0f;
+  bool has_dropout = false;
+  std::uint64_t dropout_seed = 0, dropout_offset = 0;
+  std::uint32_t batch_head = 0, dropout_threshold = 0;
+  float keep_scale = 1.0f;  // 1 / (1 - p)
+};
+
+// Packed fp32 operands: "cols" tiles are (head_dim, kBlockK), a key per column, zero
+// padded past the sequence; "rows" tiles are (kBlockK, padded_dim), zero padded.
+struct ForwardTileArgs {
+  const float* q = nullptr;  // (rows, padded_dim), multiplied by the softmax scale
+  std::int64_t row0 = 0, rows = 0;
+  const float* k_cols = nullptr;  // every key tile of the sequence, consecutive
+  const float* v_rows = nullptr;
+  std::int64_t head_dim = 0, padded_dim = 0;
+  Logits logits;
+  float* out = nullptr;      // (kBlockQ, padded_dim), written normalised
+  float* lse = nullptr;      // (kBlockQ), written
+  float* scratch = nullptr;  // kForwardScratchFloats
+};
+
+struct BackwardTileArgs {
+  const float* q = nullptr;     // (rows, padded_dim), multiplied by the softmax scale
+  const float* dout = nullptr;  // (rows, padded_dim)
+  const float* lse = nullptr;   // (rows)
+  const float* delta = nullptr; // (rows): rowsum(dout * out)
+  std::int64_t row0 = 0, rows = 0;
+  const float* k_cols = nullptr;  // this key tile only
+  const float* k_rows = nullptr;
+  const float* v_cols = nullptr;
+  std::int64_t col0 = 0;
+  std::int64_t head_dim = 0, padded_dim = 0;
+  Logits logits;
+  float* dk = nullptr;  // (kBlockK, padded_dim), accumulated: dS^T (scale q)
+  float* dv = nullptr;  // (kBlockK, padded_dim), accumulated
+  float* dq = nullptr;  // (rows, padded_dim), accumulated: dS k, without the softmax scale
+  float* scratch = nullptr;  // kBackwardScratchFloats
+};
+
+inline constexpr std::int64_t kForwardScratchFloats = kBlockQ * kBlockK + 2 * kBlockQ;
+inline constexpr std::int64_t kBackwardScratchFloats = 4 * kBlockQ * kBlockK;
+
+struct KernelSet {
+  const char* name;
+  int vector_width;  // padded_dim is a multiple of it
+  void (*forward_tile)(const ForwardTileArgs&);
+  void (*backward_tile)(const BackwardTileArgs&);
+};
+
+const KernelSet& scalar_kernels();
+const KernelSet& avx2_kernels();
+const KernelSet& avx512_kernels();
+// The fastest set this CPU runs; TILEFLASH_CPU_ISA=scalar|avx2|avx512 narrows the choice.
+const KernelSet& best_kernels();
+
+}  // namespace tileflash::cpu::tiled

@@ -1,0 +1,242 @@
+// The tiled kernels, written once over a vector type. Each instruction-set file defines,
+// inside its own namespace and under its own `#pragma GCC target`:
+//   Vec          with width, load, store, broadcast, zero, fma, +, -, *, max,
+//                reduce_max, reduce_add and exp (0 for arguments below about -87);
+//   kRowBlock    rows of the register-blocked product micro-kernel;
+//   kColVectors  vectors of columns of that micro-kernel;
+//   TILEFLASH_TARGET  the function attribute selecting the instruction set (GCC does not
+//                apply `#pragma GCC target` to every function, member functions included);
+// and then includes this file. Everything here has internal linkage per instruction
+// set, so no function compiled for one set can be picked by the linker for another.
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// C (m x n) (+)= A (m x depth) * B (depth x n) for an m x (vectors * width) block.
+// A is read element by element (broadcast), so any strides work: a(r, t) =
+// a[r * a_row + t * a_depth]; B rows have stride ldb; C rows ldc.
+template <int Rows, int Vectors>
+TILEFLASH_TARGET inline void product_block(std::int64_t depth, const float* a, std::int64_t a_row, std::int64_t a_depth,
+                          const float* b, std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate) {
+  Vec acc[Rows][Vectors];
+#pragma GCC unroll 16
+  for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v)
+      acc[r][v] = accumulate ? Vec::load(c + r * ldc + v * Vec::width) : Vec::zero();
+  for (std::int64_t t = 0; t < depth; ++t) {
+    Vec bv[Vectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) bv[v] = Vec::load(b + t * ldb + v * Vec::width);
+    const float* at = a + t * a_depth;
+#pragma GCC unroll 16
+    for (int r = 0; r < Rows; ++r) {
+      const Vec ar = Vec::broadcast(at[r * a_row]);
+#pragma GCC unroll 4
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = fma(ar, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) acc[r][v].store(c + r * ldc + v * Vec::width);
+}
+
+template <int Vectors, int Rows = kRowBlock>
+TILEFLASH_TARGET inline void product_rows(std::int64_t rows, std::int64_t depth, const float* a, std::int64_t a_row,
+                         std::int64_t a_depth, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
+                         bool accumulate) {
+  if constexpr (Rows > 0) {
+    for (; rows >= Rows; rows -= Rows, a += Rows * a_row, c += Rows * ldc)
+      product_block<Rows, Vectors>(depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
+    if (rows > 0) product_rows<Vectors, Rows - 1>(rows, depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
+  }
+}
+
+template <int Vectors = kColVectors>
+TILEFLASH_TARGET inline void product_cols(std::int64_t rows, std::int64_t cols, std::int64_t depth, const float* a,
+                         std::int64_t a_row, std::int64_t a_depth, const float* b, std::int64_t ldb, float* c,
+                         std::int64_t ldc, bool accumulate) {
+  if constexpr (Vectors > 0) {
+    constexpr std::int64_t block = Vectors * Vec::width;
+    for (; cols >= block; cols -= block, b += block, c += block)
+      product_rows<Vectors>(rows, depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
+    if (cols > 0) product_cols<Vectors - 1>(rows, cols, depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
+  }
+}
+
+// C (rows x cols) (+)= A * B; cols is a multiple of the vector width. With depth 0 and
+// accumulate == false, C becomes zero.
+TILEFLASH_TARGET inline void product(std::int64_t rows, std::int64_t cols, std::int64_t depth, const float* a, std::int64_t a_row,
+                    std::int64_t a_depth, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
+                    bool accumulate) {
+  product_cols(rows, cols, depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
+}
+
+// Whether every (row, col) of the tile is inside the band and the sequence, so the
+// mask need not be evaluated per element.
+TILEFLASH_TARGET bool tile_inside_band(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows, std::int64_t col0) {
+  if (col0 + kBlockK > mask.seq_k) return false;
+  return mask.first_col(row0 + rows - 1) <= col0 && mask.end_col(row0) >= col0 + kBlockK;
+}
+
+// Applies softcap, bias, ALiBi and the mask to a (rows x kBlockK) tile of scaled products
+// s (row stride kBlockK); masked entries become -inf. With `tanh_out`, stores
+// tanh(s / softcap) for the backward's chain rule.
+TILEFLASH_TARGET void apply_logit_terms(const Logits& lg, std::int64_t row0, std::int64_t rows, std::int64_t col0, float* s,
+                       float* tanh_out) {
+  const bool plain = lg.softcap <= 0.0f && !lg.bias.defined() && !lg.has_alibi;
+  if (plain && tile_inside_band(lg.mask, row0, rows, col0)) return;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t i = row0 + r;
+    float* row = s + r * kBlockK;
+    for (std::int64_t cc = 0; cc < kBlockK; ++cc) {
+      const std::int64_t j = col0 + cc;
+      if (!lg.mask.allowed(i, j)) {
+        row[cc] = kNegInf;
+        continue;
+      }
+      float x = row[cc];
+      if (lg.softcap > 0.0f) {
+        const float t = std::tanh(x / lg.softcap);
+        if (tanh_out) tanh_out[r * kBlockK + cc] = t;
+        x = lg.softcap * t;
+      }
+      if (lg.bias.defined()) x += static_cast<float>(lg.bias.load(i, j));
+      if (lg.has_alibi) x += detail::alibi_bias(lg.alibi_slope, lg.mask, i, j);
+      row[cc] = x;
+    }
+  }
+}
+
+// Multiplies a row of kBlockK probabilities by the dropout keep mask and `kept_value`.
+TILEFLASH_TARGET void apply_dropout(const Logits& lg, std::int64_t i, std::int64_t col0, const float* p, float* out,
+                   float kept_value) {
+  for (std::int64_t cc = 0; cc < kBlockK; cc += 4) {
+    const detail::Philox4 bits =
+        detail::dropout_bits(lg.dropout_seed, lg.dropout_offset, lg.batch_head, static_cast<std::uint32_t>(i),
+                             static_cast<std::uint32_t>((col0 + cc) >> 2));
+    for (int w = 0; w < 4; ++w)
+      out[cc + w] = detail::philox_word(bits, w) >= lg.dropout_threshold ? p[cc + w] * kept_value : 0.0f;
+  }
+}
+
+TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {
+  constexpr int W = Vec::width;
+  const std::int64_t pd = a.padded_dim;
+  const detail::BandMask& mask = a.logits.mask;
+  float* s = a.scratch;
+  float* row_max = s + kBlockQ * kBlockK;
+  float* row_sum = row_max + kBlockQ;
+  for (std::int64_t r = 0; r < a.rows; ++r) {
+    row_max[r] = kNegInf;
+    row_sum[r] = 0.0f;
+  }
+  std::fill(a.out, a.out + a.rows * pd, 0.0f);
+
+  // Key tiles that any row of this query tile may attend.
+  const std::int64_t first = mask.first_col(a.row0), end = mask.end_col(a.row0 + a.rows - 1);
+  const std::int64_t tile_begin = first / kBlockK, tile_end = (end + kBlockK - 1) / kBlockK;
+  for (std::int64_t kt = tile_begin; kt < tile_end; ++kt) {
+    const std::int64_t col0 = kt * kBlockK;
+    product(a.rows, kBlockK, a.head_dim, a.q, pd, 1, a.k_cols + kt * a.head_dim * kBlockK, kBlockK, s, kBlockK,
+            false);
+    apply_logit_terms(a.logits, a.row0, a.rows, col0, s, nullptr);
+    for (std::int64_t r = 0; r < a.rows; ++r) {
+      float* row = s + r * kBlockK;
+      Vec vmax = Vec::load(row);
+      for (std::int64_t c = W; c < kBlockK; c += W) vmax = max(vmax, Vec::load(row + c));
+      const float tile_max = vmax.reduce_max();
+      const float new_max = std::max(row_max[r], tile_max);
+      if (new_max == kNegInf) {
+        std::fill(row, row + kBlockK, 0.0f);
+        continue;
+      }
+      const Vec shift = Vec::broadcast(new_max);
+      Vec vsum = Vec::zero();
+      for (std::int64_t c = 0; c < kBlockK; c += W) {
+        const Vec p = (Vec::load(row + c) - shift).exp();
+        p.store(row + c);
+        vsum = vsum + p;
+      }
+      if (row_max[r] != new_max) {
+        const float alpha = std::exp(row_max[r] - new_max);
+        row_sum[r] *= alpha;
+        const Vec va = Vec::broadcast(alpha);
+        float* o = a.out + r * pd;
+        for (std::int64_t c = 0; c < pd; c += W) (Vec::load(o + c) * va).store(o + c);
+        row_max[r] = new_max;
+      }
+      row_sum[r] += vsum.reduce_add();
+      // The normaliser counts dropped entries too; 1 / (1 - p) is applied at the end.
+      if (a.logits.has_dropout) apply_dropout(a.logits, a.row0 + r, col0, row, row, 1.0f);
+    }
+    product(a.rows, pd, kBlockK, s, kBlockK, 1, a.v_rows + kt * kBlockK * pd, pd, a.out, pd, true);
+  }
+  for (std::int64_t r = 0; r < a.rows; ++r) {
+    float* o = a.out + r * pd;
+    if (row_sum[r] == 0.0f) {
+      std::fill(o, o + pd, 0.0f);
+      a.lse[r] = kNegInf;
+      continue;
+    }
+    const Vec inv = Vec::broadcast(a.logits.keep_scale / row_sum[r]);
+    for (std::int64_t c = 0; c < pd; c += W) (Vec::load(o + c) * inv).store(o + c);
+    a.lse[r] = row_max[r] + std::log(row_sum[r]);
+  }
+}
+
+TILEFLASH_TARGET void backward_tile(const BackwardTileArgs& a) {
+  constexpr int W = Vec::width;
+  const std::int64_t pd = a.padded_dim, d = a.head_dim;
+  float* p = a.scratch;                       // S, then P
+  float* p_kept = p + kBlockQ * kBlockK;      // P with dropout applied
+  float* ds = p_kept + kBlockQ * kBlockK;     // dP, then dS
+  float* tanh_s = ds + kBlockQ * kBlockK;     // softcap only
+
+  product(a.rows, kBlockK, d, a.q, pd, 1, a.k_cols, kBlockK, p, kBlockK, false);
+  apply_logit_terms(a.logits, a.row0, a.rows, a.col0, p, tanh_s);
+  for (std::int64_t r = 0; r < a.rows; ++r) {
+    float* row = p + r * kBlockK;
+    if (a.lse[r] == kNegInf) {
+      std::fill(row, row + kBlockK, 0.0f);
+      continue;
+    }
+    const Vec shift = Vec::broadcast(a.lse[r]);
+    for (std::int64_t c = 0; c < kBlockK; c += W) (Vec::load(row + c) - shift).exp().store(row + c);
+  }
+  const float* pv = p;
+  if (a.logits.has_dropout) {
+    for (std::int64_t r = 0; r < a.rows; ++r)
+      apply_dropout(a.logits, a.row0 + r, a.col0, p + r * kBlockK, p_kept + r * kBlockK, a.logits.keep_scale);
+    pv = p_kept;
+  }
+  // dV += P_kept^T dO
+  product(kBlockK, pd, a.rows, pv, 1, kBlockK, a.dout, pd, a.dv, pd, true);
+  // dP = dO V^T
+  product(a.rows, kBlockK, d, a.dout, pd, 1, a.v_cols, kBlockK, ds, kBlockK, false);
+  for (std::int64_t r = 0; r < a.rows; ++r) {
+    float* g = ds + r * kBlockK;
+    const float* pr = p + r * kBlockK;
+    const Vec delta = Vec::broadcast(a.delta[r]);
+    if (a.logits.has_dropout) {
+      // dP of the undropped P: the keep mask and 1 / (1 - p), read off P_kept / P.
+      const float* kept = p_kept + r * kBlockK;
+      for (std::int64_t c = 0; c < kBlockK; ++c) g[c] = kept[c] != 0.0f ? g[c] * a.logits.keep_scale : 0.0f;
+    }
+    for (std::int64_t c = 0; c < kBlockK; c += W) {
+      const Vec pc = Vec::load(pr + c);
+      (pc * (Vec::load(g + c) - delta)).store(g + c);
+    }
+    if (a.logits.softcap > 0.0f) {
+      const float* t = tanh_s + r * kBlockK;
+      for (std::int64_t c = 0; c < kBlockK; ++c) g[c] = pr[c] == 0.0f ? 0.0f : g[c] * (1.0f - t[c] * t[c]);
+    }
+  }
+  // dK += dS^T (scale q); dQ += dS K
+  product(kBlockK, pd, a.rows, ds, 1, kBlockK, a.q, pd, a.dk, pd, true);
+  product(a.rows, pd, kBlockK, ds, kBlockK, 1, a.k_rows, pd, a.dq, pd, true);
+}
+
+}  // namespace
