@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/sm80/launch_args.h"
+#include TILEFLASH_CUDA_HEAD_DIMS_HEADER
 
 namespace tileflash::cuda::sm80 {
 

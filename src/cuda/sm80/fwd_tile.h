@@ -20,7 +20,7 @@ struct ForwardTileShape {
 // within 255 registers.
 constexpr ForwardTileShape forward_tile_shape(int head_dim) {
   if (head_dim <= 64) return {128, 64, 4, 2};
-  if (head_dim <= 128) return {128, 64, 4, 1};
+  if (head_dim <= 128) return {128, 64, 8, 1};
   return {64, 64, 4, 1};
 }
 

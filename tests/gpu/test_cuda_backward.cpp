@@ -1,0 +1,300 @@
+// The CUDA backward against the CPU fp64 reference: a grid of shapes (odd sizes, every
+// head-dim tile), every feature (GQA, varlen, dropout with the CPU's Philox stream, ...),
+// bitwise-reproducible deterministic mode, the cases the kernels refuse, and one
+// 128k-token sequence. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "common/attention_case.h"
+#include "gpu/gpu_util.h"
+#include "tileflash/attention.h"
+#include "tileflash/error.h"
+
+namespace tileflash::testing {
+namespace {
+
+#if TILEFLASH_TESTS_WITH_CUDA
+
+#define SKIP_WITHOUT_GPU()                                                  \
+  do {                                                                      \
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible"; \
+  } while (0)
+
+// Runs the backward described by host views on the GPU: inputs (out, lse and dout
+// included) uploaded, dq, dk, dv poisoned with NaN on the device and copied back.
+KernelChoice backward_on_gpu(const BackwardParams& host) {
+  std::vector<gpu::DeviceBuffer> keep;
+  keep.reserve(16);
+  BackwardParams p;
+  static_cast<ForwardParams&>(p) = gpu::to_device(host, keep);
+  p.out = gpu::upload(host.out, keep);
+  p.lse = gpu::upload(host.lse, keep);
+  p.dout = gpu::upload(host.dout, keep);
+  p.dq = gpu::poisoned_output(host.dq, keep);
+  p.dk = gpu::poisoned_output(host.dk, keep);
+  p.dv = gpu::poisoned_output(host.dv, keep);
+  p.deterministic = host.deterministic;
+  const KernelChoice choice = backward(p);
+  gpu::check(cudaGetLastError(), "backward launch");
+  gpu::check(cudaDeviceSynchronize(), "backward");
+  gpu::download(p.dq, host.dq);
+  gpu::download(p.dk, host.dk);
+  gpu::download(p.dv, host.dv);
+  return choice;
+}
+
+BackwardParams on_cuda(BackwardParams p) {
+  for (TensorView* t : {&p.q, &p.k, &p.v, &p.out, &p.lse, &p.bias, &p.alibi_slopes, &p.cu_seqlens_q, &p.cu_seqlens_k,
+                        &p.dout, &p.dq, &p.dk, &p.dv})
+    if (t->defined()) t->device = DeviceType::cuda;
+  p.backend = Backend::cuda;
+  return p;
+}
+
+// Whether this build compiled a tile for the case (TILEFLASH_HEAD_DIMS may be reduced).
+bool supported_on_gpu(AttentionCase& c) {
+  AttentionOutputs o = c.new_outputs();
+  std::string reason;
+  if (c.config().seqlens_q.empty()) {
+    if (is_supported(on_cuda(c.backward_params(o, Backend::cuda)), &reason)) return true;
+  } else {
+    BackwardParams p = on_cuda(c.backward_params(o, Backend::cuda));
+    p.max_seqlen_q = gpu::longest_sequence(c.cu_seqlens_q.view());
+    p.max_seqlen_k = gpu::longest_sequence(c.cu_seqlens_k.view());
+    if (is_supported(p, &reason)) return true;
+  }
+  if (reason.find("head-dim tile") == std::string::npos) ADD_FAILURE() << reason << " for " << c.config().describe();
+  return false;
+}
+
+// dq, dk, dv of the GPU, of the same-precision standard attention and of the fp64
+// reference, under the tolerance rule. The GPU and the standard attention take the
+// standard attention's forward out and lse, so the check does not lean on the GPU forward.
+void expect_gpu_backward_matches_reference(const CaseConfig& config, std::uint64_t seed) {
+  AttentionCase c(config, seed);
+  if (!supported_on_gpu(c)) return;
+  AttentionCase exact = c.converted(DType::float64);
+  AttentionOutputs result = c.new_outputs(), baseline = c.new_outputs(), reference = exact.new_outputs();
+  standard_attention_forward(c.forward_params(baseline, Backend::reference));
+  forward(exact.forward_params(reference, Backend::reference));
+  result.out = baseline.out;
+  result.lse = baseline.lse;
+
+  EXPECT_EQ(backward_on_gpu(c.backward_params(result, Backend::cuda)).kernel, "sm80");
+  standard_attention_backward(c.backward_params(baseline, Backend::reference));
+  backward(exact.backward_params(reference, Backend::reference));
+  for (const auto& [name, got, base, ref] :
+       {std::tuple{"dq", &result.dq, &baseline.dq, &reference.dq}, std::tuple{"dk", &result.dk, &baseline.dk, &reference.dk},
+        std::tuple{"dv", &result.dv, &baseline.dv, &reference.dv}})
+    EXPECT_TRUE(within_tolerance(name, *got, *base, *ref, config.dtype)) << config.describe();
+}
+
+CaseConfig base_config(DType dtype, std::int64_t head_dim) {
+  CaseConfig c;
+  c.dtype = dtype;
+  c.head_dim = head_dim;
+  c.batch = 2;
+  c.heads_q = 3;
+  c.heads_kv = 3;
+  c.seq_q = 37;
+  c.seq_k = 577;
+  return c;
+}
+
+TEST(CudaBackward, ShapeGrid) {
+  SKIP_WITHOUT_GPU();
+  const std::int64_t head_dims[] = {8, 40, 64, 80, 96, 128, 200, 256};
+  const std::pair<std::int64_t, std::int64_t> seqs[] = {{1, 1}, {37, 577}, {577, 37}, {1000, 1000}, {1, 1000}, {129, 64}};
+  std::uint64_t seed = 1100;
+  for (DType dtype : {DType::bfloat16, DType::float16})
+    for (std::size_t i = 0; i < std::size(head_dims); ++i)
+      for (bool causal : {false, true}) {
+        CaseConfig c = base_config(dtype, head_dims[i]);
+        const auto [seq_q, seq_k] = seqs[(i + (causal ? 3 : 0)) % std::size(seqs)];
+        c.seq_q = seq_q;
+        c.seq_k = seq_k;
+        c.batch = seq_q * seq_k > 100000 ? 1 : 2;
+        c.causal = causal;
+        expect_gpu_backward_matches_reference(c, ++seed);
+      }
+}
+
+TEST(CudaBackward, EveryFeature) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 1200;
+  for (DType dtype : {DType::bfloat16, DType::float16})
+    for (std::int64_t head_dim : {64, 80, 128, 256}) {
+      const CaseConfig base = base_config(dtype, head_dim);
+      std::vector<CaseConfig> cases;
+      auto add = [&](auto change) {
+        CaseConfig c = base;
+        change(c);
+        cases.push_back(c);
+      };
+      add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.causal = true; });
+      add([](CaseConfig& c) { c.seq_q = 577; c.seq_k = 300; c.causal = true; });  // rows with no key: zero gradients
+      add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.window_left = 50; c.window_right = 10; });
+      add([](CaseConfig& c) { c.seq_q = 200; c.seq_k = 577; c.window_left = 70; c.causal = true; });
+      add([](CaseConfig& c) { c.seq_q = 300; c.seq_k = 1000; c.window_left = 0; c.window_right = 0; });  // keys no row sees
+      add([](CaseConfig& c) { c.bias = CaseConfig::Bias::full; });
+      add([&](CaseConfig& c) { c.bias = CaseConfig::Bias::per_head; c.bias_dtype = dtype; c.causal = true; });
+      add([](CaseConfig& c) { c.bias = CaseConfig::Bias::per_batch; c.seq_q = 100; });
+      add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_head; c.causal = true; });
+      add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_batch_head; });
+      add([](CaseConfig& c) { c.softcap = 5.0f; c.input_stddev = 3.0; });
+      add([](CaseConfig& c) { c.dropout_p = 0.17f; c.dropout_seed = 12345; c.dropout_offset = 0x100000007ull; });
+      add([](CaseConfig& c) { c.dropout_p = 0.5f; c.dropout_seed = 99; c.causal = true; c.seq_q = 300; c.seq_k = 300; });
+      add([](CaseConfig& c) { c.heads_q = 8; c.heads_kv = 2; c.causal = true; });
+      add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; c.seq_q = 1000; c.seq_k = 129; });
+      add([](CaseConfig& c) { c.heads_first = true; c.seq_q = 129; });
+      add([](CaseConfig& c) { c.softmax_scale = -0.3f; });
+      add([](CaseConfig& c) { c.input_stddev = 30.0; c.seq_q = 100; });  // logits ~1e4
+      add([](CaseConfig& c) { c.seqlens_q = {37, 0, 577, 1, 100}; c.seqlens_k = {577, 5, 37, 0, 100}; });
+      add([](CaseConfig& c) {
+        c.seqlens_q = {300, 1, 64};
+        c.seqlens_k = {257, 33, 64};
+        c.causal = true;
+        c.heads_first = true;
+      });
+      add([&](CaseConfig& c) {  // everything at once
+        c.seqlens_q = {129, 77, 1};
+        c.seqlens_k = {200, 77, 40};
+        c.heads_q = 6;
+        c.heads_kv = 2;
+        c.causal = true;
+        c.window_left = 90;
+        c.bias = CaseConfig::Bias::full;
+        c.bias_dtype = dtype;
+        c.alibi = CaseConfig::Alibi::per_head;
+        c.softcap = 8.0f;
+        c.dropout_p = 0.3f;
+        c.dropout_seed = 7;
+      });
+      for (const CaseConfig& c : cases) expect_gpu_backward_matches_reference(c, ++seed);
+    }
+}
+
+// Several key blocks add into every dQ row, so fast mode's atomics would reorder sums;
+// deterministic mode must give the same bits twice (and still be right).
+TEST(CudaBackward, DeterministicIsBitwiseReproducible) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 1300;
+  for (DType dtype : {DType::bfloat16, DType::float16}) {
+    CaseConfig config = base_config(dtype, 128);
+    config.seq_q = 1000;
+    config.seq_k = 1000;
+    config.heads_q = 4;
+    config.heads_kv = 2;
+    for (bool causal : {false, true}) {
+      config.causal = causal;
+      AttentionCase c(config, ++seed);
+      if (!supported_on_gpu(c)) continue;
+      AttentionOutputs first = c.new_outputs(), second = c.new_outputs();
+      standard_attention_forward(c.forward_params(first, Backend::reference));
+      second.out = first.out;
+      second.lse = first.lse;
+      for (AttentionOutputs* o : {&first, &second}) {
+        BackwardParams p = c.backward_params(*o, Backend::cuda);
+        p.deterministic = true;
+        backward_on_gpu(p);
+      }
+      for (const auto& [name, a, b] : {std::tuple{"dq", &first.dq, &second.dq}, std::tuple{"dk", &first.dk, &second.dk},
+                                       std::tuple{"dv", &first.dv, &second.dv}}) {
+        ASSERT_EQ(a->bytes(), b->bytes());
+        EXPECT_EQ(std::memcmp(a->data(), b->data(), a->bytes()), 0) << name << " differs between runs, " << config.describe();
+        EXPECT_TRUE(a->all_finite()) << name << " " << config.describe();
+      }
+    }
+  }
+  // And deterministic mode is as accurate as the fast one, varlen and GQA included.
+  CaseConfig config = base_config(DType::bfloat16, 64);
+  config.seqlens_q = {700, 3, 300};
+  config.seqlens_k = {500, 300, 900};
+  config.heads_q = 4;
+  config.heads_kv = 2;
+  config.causal = true;
+  AttentionCase c(config, ++seed);
+  if (!supported_on_gpu(c)) return;
+  AttentionCase exact = c.converted(DType::float64);
+  AttentionOutputs result = c.new_outputs(), baseline = c.new_outputs(), reference = exact.new_outputs();
+  standard_attention_forward(c.forward_params(baseline, Backend::reference));
+  forward(exact.forward_params(reference, Backend::reference));
+  result.out = baseline.out;
+  result.lse = baseline.lse;
+  BackwardParams p = c.backward_params(result, Backend::cuda);
+  p.deterministic = true;
+  backward_on_gpu(p);
+  standard_attention_backward(c.backward_params(baseline, Backend::reference));
+  backward(exact.backward_params(reference, Backend::reference));
+  EXPECT_TRUE(within_tolerance("dq", result.dq, baseline.dq, reference.dq, config.dtype));
+  EXPECT_TRUE(within_tolerance("dk", result.dk, baseline.dk, reference.dk, config.dtype));
+  EXPECT_TRUE(within_tolerance("dv", result.dv, baseline.dv, reference.dv, config.dtype));
+}
+
+// The kernels refuse what they cannot run, naming the argument.
+TEST(CudaBackward, UnsupportedInputsRaiseError) {
+  SKIP_WITHOUT_GPU();
+  auto expect_refused = [](BackwardParams p, const std::string& argument) {
+    try {
+      select_backward(on_cuda(p));
+      ADD_FAILURE() << "accepted; expected an error naming " << argument;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), argument) << e.what();
+    }
+  };
+  {
+    CaseConfig config = base_config(DType::float32, 64);
+    AttentionCase c(config, 1);
+    AttentionOutputs o = c.new_outputs();
+    expect_refused(c.backward_params(o, Backend::cuda), "q");  // fp32 on cuda
+  }
+  {
+    CaseConfig config = base_config(DType::bfloat16, 36);  // not a multiple of 8
+    AttentionCase c(config, 2);
+    AttentionOutputs o = c.new_outputs();
+    expect_refused(c.backward_params(o, Backend::cuda), "q");
+  }
+  {
+    CaseConfig config = base_config(DType::bfloat16, 64);
+    AttentionCase c(config, 3);
+    AttentionOutputs o = c.new_outputs();
+    BackwardParams p = c.backward_params(o, Backend::cuda);
+    p.dq.data = static_cast<char*>(p.dq.data) + 2;  // one bf16 element off 16-byte alignment
+    expect_refused(p, "dq");
+  }
+}
+
+// One 128k-token sequence runs, with workspace linear in its length, and writes every
+// gradient element with a finite value (lse is set near the true log-sum-exp of N(0, 1)
+// logits so P stays in range; the values are not checked against a reference).
+TEST(CudaBackward, LongSequence128k) {
+  SKIP_WITHOUT_GPU();
+  CaseConfig config;
+  config.dtype = DType::bfloat16;
+  config.batch = 1;
+  config.heads_q = config.heads_kv = 1;
+  config.head_dim = 64;
+  config.seq_q = config.seq_k = 131072;
+  config.causal = true;
+  AttentionCase c(config, 1400);
+  if (!supported_on_gpu(c)) return;
+  AttentionOutputs o = c.new_outputs();
+  o.out.fill_normal(1401);
+  const double typical_lse = std::log(static_cast<double>(config.seq_k)) + 0.5;
+  for (std::int64_t i = 0; i < o.lse.numel(); ++i) o.lse.set(i, typical_lse);
+  backward_on_gpu(c.backward_params(o, Backend::cuda));
+  EXPECT_TRUE(o.dq.all_finite());
+  EXPECT_TRUE(o.dk.all_finite());
+  EXPECT_TRUE(o.dv.all_finite());
+}
+
+#endif  // TILEFLASH_TESTS_WITH_CUDA
+
+}  // namespace
+}  // namespace tileflash::testing

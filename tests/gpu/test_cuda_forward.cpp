@@ -1,0 +1,331 @@
+// The CUDA forward against the CPU fp64 reference: a grid of shapes (odd sizes, every
+// head-dim tile), every feature, dropout masks bit-identical to the CPU's, the cases the
+// kernels refuse, and one 128k-token sequence. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/attention_case.h"
+#include "gpu/gpu_util.h"
+#include "tileflash/attention.h"
+
+namespace tileflash::testing {
+namespace {
+
+#if TILEFLASH_TESTS_WITH_CUDA
+
+#define SKIP_WITHOUT_GPU()                                                  \
+  do {                                                                      \
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible"; \
+  } while (0)
+
+// Whether this build compiled a tile for the case (TILEFLASH_HEAD_DIMS may be reduced).
+bool supported_on_gpu(AttentionCase& c) {
+  AttentionOutputs o = c.new_outputs();
+  ForwardParams p = c.forward_params(o, Backend::cuda);
+  for (TensorView* t : {&p.q, &p.k, &p.v, &p.out, &p.lse, &p.bias, &p.alibi_slopes, &p.cu_seqlens_q, &p.cu_seqlens_k})
+    if (t->defined()) t->device = DeviceType::cuda;
+  if (p.cu_seqlens_q.defined()) {
+    p.max_seqlen_q = gpu::longest_sequence(c.cu_seqlens_q.view());
+    p.max_seqlen_k = gpu::longest_sequence(c.cu_seqlens_k.view());
+  }
+  std::string reason;
+  if (is_supported(p, &reason)) return true;
+  if (reason.find("head-dim tile") == std::string::npos) ADD_FAILURE() << reason << " for " << c.config().describe();
+  return false;
+}
+
+// GPU result, same-precision standard attention and fp64 reference, under the tolerance
+// rule; every output element must have been written (the poison is NaN).
+void expect_gpu_matches_reference(const CaseConfig& config, std::uint64_t seed) {
+  AttentionCase c(config, seed);
+  if (!supported_on_gpu(c)) return;
+  AttentionCase exact = c.converted(DType::float64);
+  AttentionOutputs result = c.new_outputs(), baseline = c.new_outputs(), reference = exact.new_outputs();
+  EXPECT_EQ(gpu::forward_on_gpu(c.forward_params(result, Backend::cuda)).kernel, "sm80");
+  standard_attention_forward(c.forward_params(baseline, Backend::reference));
+  forward(exact.forward_params(reference, Backend::reference));
+  EXPECT_TRUE(within_tolerance("out", result.out, baseline.out, reference.out, config.dtype)) << config.describe();
+  if (config.with_lse)
+    EXPECT_TRUE(within_tolerance("lse", result.lse, baseline.lse, reference.lse, DType::float32)) << config.describe();
+}
+
+CaseConfig base_config(DType dtype, std::int64_t head_dim) {
+  CaseConfig c;
+  c.dtype = dtype;
+  c.head_dim = head_dim;
+  c.batch = 2;
+  c.heads_q = 3;
+  c.heads_kv = 3;
+  c.seq_q = 37;
+  c.seq_k = 577;
+  return c;
+}
+
+TEST(CudaForward, ShapeGrid) {
+  SKIP_WITHOUT_GPU();
+  const std::int64_t head_dims[] = {8, 40, 64, 80, 96, 128, 200, 256};
+  const std::pair<std::int64_t, std::int64_t> seqs[] = {{1, 1}, {37, 577}, {577, 37}, {1000, 1000}, {1, 1000}, {129, 64}};
+  std::uint64_t seed = 100;
+  for (DType dtype : {DType::bfloat16, DType::float16})
+    for (std::size_t i = 0; i < std::size(head_dims); ++i)
+      for (bool causal : {false, true}) {
+        CaseConfig c = base_config(dtype, head_dims[i]);
+        const auto [seq_q, seq_k] = seqs[(i + (causal ? 3 : 0)) % std::size(seqs)];
+        c.seq_q = seq_q;
+        c.seq_k = seq_k;
+        c.batch = seq_q * seq_k > 100000 ? 1 : 2;
+        c.causal = causal;
+        expect_gpu_matches_reference(c, ++seed);
+      }
+}
+
+TEST(CudaForward, EveryFeature) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 200;
+  for (DType dtype : {DType::bfloat16, DType::float16})
+    for (std::int64_t head_dim : {64, 80, 128}) {
+      const CaseConfig base = base_config(dtype, head_dim);
+      std::vector<CaseConfig> cases;
+      auto add = [&](auto change) {
+        CaseConfig c = base;
+        change(c);
+        cases.push_back(c);
+      };
+      add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.causal = true; });
+      add([](CaseConfig& c) { c.seq_q = 577; c.seq_k = 300; c.causal = true; });  // rows with no key: out 0, lse -inf
+      add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.window_left = 50; c.window_right = 10; });
+      add([](CaseConfig& c) { c.seq_q = 200; c.seq_k = 577; c.window_left = 70; c.causal = true; });
+      add([](CaseConfig& c) { c.window_right = 0; c.window_left = 0; });
+      add([](CaseConfig& c) { c.bias = CaseConfig::Bias::full; });
+      add([&](CaseConfig& c) { c.bias = CaseConfig::Bias::per_head; c.bias_dtype = dtype; c.causal = true; });
+      add([](CaseConfig& c) { c.bias = CaseConfig::Bias::per_batch; c.seq_q = 100; });
+      add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_head; c.causal = true; });
+      add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_batch_head; });
+      add([](CaseConfig& c) { c.softcap = 5.0f; c.input_stddev = 3.0; });
+      add([](CaseConfig& c) { c.dropout_p = 0.17f; c.dropout_seed = 12345; c.dropout_offset = 0x100000007ull; });
+      add([](CaseConfig& c) { c.heads_q = 8; c.heads_kv = 2; c.causal = true; });
+      add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; });
+      add([](CaseConfig& c) { c.heads_first = true; c.seq_q = 129; });
+      add([](CaseConfig& c) { c.with_lse = false; });
+      add([](CaseConfig& c) { c.softmax_scale = -0.3f; });
+      add([](CaseConfig& c) { c.input_stddev = 30.0; c.seq_q = 100; });  // logits ~1e4
+      add([](CaseConfig& c) { c.seqlens_q = {37, 0, 577, 1, 100}; c.seqlens_k = {577, 5, 37, 0, 100}; });
+      add([](CaseConfig& c) {
+        c.seqlens_q = {300, 1, 64};
+        c.seqlens_k = {257, 33, 64};
+        c.causal = true;
+        c.heads_first = true;
+      });
+      add([&](CaseConfig& c) {  // everything at once
+        c.seqlens_q = {129, 77, 1};
+        c.seqlens_k = {200, 77, 40};
+        c.heads_q = 6;
+        c.heads_kv = 2;
+        c.causal = true;
+        c.window_left = 90;
+        c.bias = CaseConfig::Bias::full;
+        c.bias_dtype = dtype;
+        c.alibi = CaseConfig::Alibi::per_head;
+        c.softcap = 8.0f;
+        c.dropout_p = 0.3f;
+        c.dropout_seed = 7;
+      });
+      for (const CaseConfig& c : cases) expect_gpu_matches_reference(c, ++seed);
+    }
+}
+
+// With V = identity (seq_k = head_dim, one key per output column), out[i, j] is the
+// dropped-out P[i, j]: zero exactly where the entry was dropped. The GPU's zero pattern
+// must equal the fp64 reference's bit for bit.
+TEST(CudaForward, DropoutMaskIsBitIdenticalToCpu) {
+  SKIP_WITHOUT_GPU();
+  for (std::int64_t head_dim : {64, 128}) {
+    CaseConfig config = base_config(DType::bfloat16, head_dim);
+    config.seq_q = 301;
+    config.seq_k = head_dim;
+    config.input_stddev = 0.1;  // every P entry far above zero
+    config.dropout_p = 0.4f;
+    config.dropout_seed = 0xDEADBEEF12345ull + static_cast<std::uint64_t>(head_dim);
+    config.dropout_offset = 0x2000000010ull;
+    AttentionCase c(config, 300 + head_dim);
+    if (!supported_on_gpu(c)) continue;
+    for (std::int64_t b = 0; b < config.batch; ++b)
+      for (std::int64_t j = 0; j < config.seq_k; ++j)
+        for (std::int64_t h = 0; h < config.heads_kv; ++h)
+          for (std::int64_t d = 0; d < head_dim; ++d)
+            c.v.set(((b * config.seq_k + j) * config.heads_kv + h) * head_dim + d, j == d ? 1.0 : 0.0);
+    AttentionCase exact = c.converted(DType::float64);
+    AttentionOutputs result = c.new_outputs(), reference = exact.new_outputs();
+    gpu::forward_on_gpu(c.forward_params(result, Backend::cuda));
+    forward(exact.forward_params(reference, Backend::reference));
+    std::int64_t mismatches = 0, dropped = 0;
+    for (std::int64_t i = 0; i < reference.out.numel(); ++i) {
+      const bool reference_dropped = reference.out.get(i) == 0.0;
+      dropped += reference_dropped;
+      mismatches += reference_dropped != (result.out.get(i) == 0.0);
+    }
+    EXPECT_EQ(mismatches, 0) << config.describe();
+    const double rate = static_cast<double>(dropped) / static_cast<double>(reference.out.numel());
+    EXPECT_NEAR(rate, config.dropout_p, 0.02) << config.describe();
+  }
+}
+
+TEST(CudaForward, RunsAreBitwiseRepeatable) {
+  SKIP_WITHOUT_GPU();
+  CaseConfig config = base_config(DType::bfloat16, 128);
+  config.causal = true;
+  config.dropout_p = 0.1f;
+  AttentionCase c(config, 400);
+  if (!supported_on_gpu(c)) return;
+  AttentionOutputs first = c.new_outputs(), second = c.new_outputs();
+  gpu::forward_on_gpu(c.forward_params(first, Backend::cuda));
+  gpu::forward_on_gpu(c.forward_params(second, Backend::cuda));
+  ASSERT_EQ(first.out.bytes(), second.out.bytes());
+  EXPECT_EQ(std::memcmp(first.out.data(), second.out.data(), first.out.bytes()), 0);
+  EXPECT_EQ(std::memcmp(first.lse.data(), second.lse.data(), first.lse.bytes()), 0);
+}
+
+// The error a cuda call raises, or "" when it ran.
+std::string error_argument(const ForwardParams& host) {
+  try {
+    gpu::forward_on_gpu(host);
+  } catch (const Error& e) {
+    return e.argument();
+  }
+  return "";
+}
+
+TEST(CudaForward, RefusesWhatItCannotRun) {
+  SKIP_WITHOUT_GPU();
+  CaseConfig config = base_config(DType::float32, 64);
+  AttentionCase fp32(config, 500);
+  AttentionOutputs o32 = fp32.new_outputs();
+  EXPECT_EQ(error_argument(fp32.forward_params(o32, Backend::cuda)), "q") << "float32 on cuda";
+
+  config.dtype = DType::bfloat16;
+  config.head_dim = 36;  // not a multiple of 8: rows are not 16-byte vectors
+  AttentionCase odd(config, 501);
+  AttentionOutputs oo = odd.new_outputs();
+  EXPECT_EQ(error_argument(odd.forward_params(oo, Backend::cuda)), "q") << "head_dim 36";
+
+  config.head_dim = 264;
+  AttentionCase wide(config, 502);
+  AttentionOutputs ow = wide.new_outputs();
+  EXPECT_EQ(error_argument(wide.forward_params(ow, Backend::cuda)), "q") << "head_dim 264";
+
+  // Alignment: select on device views without running anything.
+  config.head_dim = 64;
+  AttentionCase aligned(config, 503);
+  AttentionOutputs oa = aligned.new_outputs();
+  std::vector<gpu::DeviceBuffer> keep;
+  ForwardParams p = gpu::to_device(aligned.forward_params(oa, Backend::cuda), keep);
+  const auto selected_argument = [](const ForwardParams& params) -> std::string {
+    try {
+      select_forward(params);
+    } catch (const Error& e) {
+      return e.argument();
+    }
+    return "";
+  };
+  for (TensorView* t : {&p.q, &p.k, &p.v, &p.out}) t->shape[3] = 56;
+  p.q.data = static_cast<std::uint16_t*>(p.q.data) + 8;  // 16 bytes in: still aligned
+  EXPECT_EQ(selected_argument(p), "");
+  p.k.data = static_cast<std::uint16_t*>(p.k.data) + 1;
+  EXPECT_EQ(selected_argument(p), "k") << "misaligned base";
+  p.k.data = static_cast<std::uint16_t*>(p.k.data) - 1;
+  p.v.stride[1] -= 4;  // rows no longer 16 bytes apart
+  EXPECT_EQ(selected_argument(p), "v") << "misaligned stride";
+}
+
+TEST(CudaForward, RejectsBadDeviceOffsets) {
+  SKIP_WITHOUT_GPU();
+  CaseConfig config = base_config(DType::bfloat16, 64);
+  config.seqlens_q = {10, 20};
+  config.seqlens_k = {10, 20};
+  AttentionCase c(config, 600);
+  AttentionOutputs o = c.new_outputs();
+  ForwardParams p = c.forward_params(o, Backend::cuda);
+  p.max_seqlen_q = p.max_seqlen_k = 20;
+  c.cu_seqlens_k.set(1, 31);  // 31 > 30 = the next entry: decreasing offsets
+  EXPECT_EQ(error_argument(p), "cu_seqlens_k");
+  c.cu_seqlens_k.set(1, 10);
+  p.max_seqlen_q = 15;  // a sequence of 20 exceeds it
+  EXPECT_EQ(error_argument(p), "cu_seqlens_q");
+}
+
+// One causal sequence of 128k tokens: a few rows against an fp64 computation of just
+// those rows (the full reference would be 2^34 scores).
+TEST(CudaForward, LongSequence128k) {
+  SKIP_WITHOUT_GPU();
+  CaseConfig config;
+  config.dtype = DType::bfloat16;
+  config.batch = 1;
+  config.seq_q = config.seq_k = 131072;
+  config.heads_q = config.heads_kv = 1;
+  config.head_dim = 64;
+  config.causal = true;
+  AttentionCase c(config, 700);
+  if (!supported_on_gpu(c)) return;
+  AttentionOutputs o = c.new_outputs();
+  gpu::forward_on_gpu(c.forward_params(o, Backend::cuda));
+  const double scale = 1.0 / std::sqrt(64.0);
+  for (std::int64_t row : {std::int64_t{0}, std::int64_t{65537}, config.seq_q - 1}) {
+    std::vector<double> logits(static_cast<std::size_t>(row + 1));
+    double max_logit = -INFINITY;
+    for (std::int64_t j = 0; j <= row; ++j) {
+      double dot = 0.0;
+      for (int d = 0; d < 64; ++d) dot += c.q.get(row * 64 + d) * c.k.get(j * 64 + d);
+      logits[j] = dot * scale;
+      max_logit = std::max(max_logit, logits[j]);
+    }
+    double sum = 0.0;
+    std::vector<double> expected(64, 0.0);
+    for (std::int64_t j = 0; j <= row; ++j) {
+      const double p = std::exp(logits[j] - max_logit);
+      sum += p;
+      for (int d = 0; d < 64; ++d) expected[d] += p * c.v.get(j * 64 + d);
+    }
+    for (int d = 0; d < 64; ++d)
+      EXPECT_NEAR(o.out.get(row * 64 + d), expected[d] / sum, 2e-2) << "row " << row << " column " << d;
+    EXPECT_NEAR(o.lse.get(row), max_logit + std::log(sum), 1e-3) << "row " << row;
+  }
+}
+
+// A handful of small shapes over every feature, quick enough for compute-sanitizer
+// (memcheck, racecheck): --gtest_filter=CudaForwardSanitizer.*
+TEST(CudaForwardSanitizer, SmallGrid) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 800;
+  for (std::int64_t head_dim : {40, 64, 128, 256}) {
+    CaseConfig c = base_config(DType::bfloat16, head_dim);
+    c.seq_q = 70;
+    c.seq_k = 130;
+    c.batch = 1;
+    expect_gpu_matches_reference(c, ++seed);
+    c.causal = true;
+    c.bias = CaseConfig::Bias::per_head;
+    c.alibi = CaseConfig::Alibi::per_head;
+    c.softcap = 10.0f;
+    c.dropout_p = 0.2f;
+    expect_gpu_matches_reference(c, ++seed);
+    c.seqlens_q = {33, 0, 70};
+    c.seqlens_k = {1, 20, 130};
+    c.bias = CaseConfig::Bias::none;
+    expect_gpu_matches_reference(c, ++seed);
+  }
+}
+
+#else
+
+TEST(CudaForward, NotBuilt) { GTEST_SKIP() << "tileflash was built without CUDA"; }
+
+#endif  // TILEFLASH_TESTS_WITH_CUDA
+
+}  // namespace
+}  // namespace tileflash::testing
