@@ -1,16 +1,138 @@
-// Backward entry points of the Ampere-class kernels (placeholder until the kernels land).
-#include "cuda/sm80/launch.h"
+// Backward entry points of the Ampere-class kernels: what they support, and the dispatch
+// to the compiled head-dim tile (one translation unit per tile from bwd_tile.cu.in).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
 
-#include "tileflash/error.h"
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "cuda/sm80/bwd_kernel.cuh"
+#include "cuda/sm80/bwd_params.h"
+#include "cuda/sm80/fwd_launch.h"
+#include "cuda/sm80/launch.h"
+#include "cuda/sm80/launch_args.h"
 
 namespace tileflash::cuda::sm80 {
 
-std::string backward_unsupported_reason(const BackwardParams&, const detail::Problem&) {
-  return "backward on cuda is not implemented yet";
+template <int kHeadDim, class Element>
+void run_backward_tile(const BackwardKernelParams& call, cudaStream_t stream);
+
+namespace {
+
+// Grid dimensions y and z (kv heads, batch) are limited to 65535 blocks.
+constexpr std::int64_t kMaxGridYZ = 65535;
+// Sequence positions are int inside the kernels.
+constexpr std::int64_t kMaxSequence = std::int64_t{1} << 30;
+
+// The smallest compiled tile that holds head_dim and that the backward can split; 0 if none.
+template <int... kTiles>
+constexpr int backward_tile(int head_dim, HeadDimTiles<kTiles...>) {
+  int best = 0;
+  for (int tile : {kTiles...})
+    if (backward_supports_tile(tile) && tile >= head_dim && (best == 0 || tile < best)) best = tile;
+  return best;
 }
 
-void run_backward(const BackwardParams&, const detail::Problem&, cudaStream_t) {
-  throw Error("backend", "backward on cuda is not implemented yet");
+template <int kTile>
+constexpr int smem_bytes() {
+  if constexpr (backward_supports_tile(kTile)) return BackwardKernelTraits<kTile, __half>::kSmemBytes;
+  else return 0;
+}
+
+template <int... kTiles>
+int smem_bytes_of_tile(int tile, HeadDimTiles<kTiles...>) {
+  int bytes = 0;
+  ((bytes = tile == kTiles ? smem_bytes<kTiles>() : bytes), ...);
+  return bytes;
+}
+
+template <class Element, int kTile>
+void launch_if_supported(int tile, const BackwardKernelParams& p, cudaStream_t stream) {
+  if constexpr (backward_supports_tile(kTile))
+    if (tile == kTile) run_backward_tile<kTile, Element>(p, stream);
+}
+
+template <class Element, int... kTiles>
+void launch_tile(int tile, const BackwardKernelParams& p, cudaStream_t stream, HeadDimTiles<kTiles...>) {
+  (launch_if_supported<Element, kTiles>(tile, p, stream), ...);
+}
+
+std::string gradient_misaligned(const char* name, const TensorView& t) {
+  constexpr std::int64_t kVectorBytes = 16;  // cp.async and the vector stores of dQ
+  const std::int64_t elements_per_vector = kVectorBytes / static_cast<std::int64_t>(dtype_size(t.dtype));
+  if (reinterpret_cast<std::uintptr_t>(t.data) % kVectorBytes != 0)
+    return std::string(name) + ": the cuda kernels need a 16-byte aligned data pointer";
+  for (int d = 0; d + 1 < t.rank; ++d)
+    if (t.shape[d] > 1 && t.stride[d] % elements_per_vector != 0)
+      return std::string(name) + ": the cuda kernels need every stride to be a multiple of " +
+             std::to_string(elements_per_vector) + " elements (16 bytes); dimension " + std::to_string(d) +
+             " has stride " + std::to_string(t.stride[d]);
+  return {};
+}
+
+SequenceTensor gradient_tensor(const TensorView& t, bool varlen) {
+  SequenceTensor s;
+  s.data = t.data;
+  if (varlen) {
+    s.row_stride = t.stride[0];
+    s.head_stride = t.stride[1];
+  } else {
+    s.batch_stride = t.stride[0];
+    s.row_stride = t.stride[1];
+    s.head_stride = t.stride[2];
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string backward_unsupported_reason(const BackwardParams& params, const detail::Problem& problem) {
+  if (problem.dtype != DType::float16 && problem.dtype != DType::bfloat16)
+    return std::string("q: dtype ") + dtype_name(problem.dtype) +
+           " is not supported by the cuda kernels (float16 or bfloat16)";
+  const int tile = backward_tile(static_cast<int>(problem.head_dim), CompiledHeadDimTiles{});
+  if (tile == 0)
+    return "q: head_dim " + std::to_string(problem.head_dim) +
+           " exceeds the largest head-dim tile the cuda backward can use in this build (tiles " +
+           "that are multiples of 32 up to 128 or of 64 above; see TILEFLASH_HEAD_DIMS)";
+  if (problem.heads_kv > kMaxGridYZ) return "k: the cuda backward supports at most 65535 key/value heads";
+  if (problem.batch > kMaxGridYZ) return "q: the cuda backward supports a batch of at most 65535 sequences";
+  if (problem.seq_q >= kMaxSequence || problem.seq_k >= kMaxSequence)
+    return "q: the cuda backward supports sequences of fewer than 2^30 tokens";
+  std::string reason = alignment_unsupported_reason(params, problem);
+  if (!reason.empty()) return reason;
+  for (const auto& [name, t] : {std::pair{"dout", &params.dout}, std::pair{"dq", &params.dq},
+                                std::pair{"dk", &params.dk}, std::pair{"dv", &params.dv}}) {
+    reason = gradient_misaligned(name, *t);
+    if (!reason.empty()) return reason;
+  }
+  int device_smem = 0;
+  check_cuda(cudaDeviceGetAttribute(&device_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, params.q.device_index),
+             "cudaDeviceGetAttribute");
+  const int needed = smem_bytes_of_tile(tile, CompiledHeadDimTiles{});
+  if (needed > device_smem)
+    return "q: the cuda backward for head_dim " + std::to_string(problem.head_dim) + " (tile " + std::to_string(tile) +
+           ") needs " + std::to_string(needed / 1024) + " KiB of shared memory per block; this device offers " +
+           std::to_string(device_smem / 1024) + " KiB";
+  return {};
+}
+
+void run_backward(const BackwardParams& params, const detail::Problem& problem, cudaStream_t stream) {
+  check_device_seqlens(params, problem, stream);
+  BackwardKernelParams p;
+  p.attn = make_attention_args(params, problem);
+  p.dout = gradient_tensor(params.dout, problem.varlen);
+  p.dq = gradient_tensor(params.dq, problem.varlen);
+  p.dk = gradient_tensor(params.dk, problem.varlen);
+  p.dv = gradient_tensor(params.dv, problem.varlen);
+  p.rows_q = problem.varlen ? problem.total_q : problem.batch * problem.seq_q;
+  p.rows_k = problem.varlen ? problem.total_k : problem.batch * problem.seq_k;
+  p.deterministic = params.deterministic;
+  const int tile = backward_tile(static_cast<int>(problem.head_dim), CompiledHeadDimTiles{});
+  if (problem.dtype == DType::float16) launch_tile<__half>(tile, p, stream, CompiledHeadDimTiles{});
+  else launch_tile<__nv_bfloat16>(tile, p, stream, CompiledHeadDimTiles{});
 }
 
 }  // namespace tileflash::cuda::sm80

@@ -1,0 +1,523 @@
+// FlashAttention-2 backward on mma.sync (sm_80 and newer).
+//
+// Three kernels per call:
+//   1. backward_dot_kernel:   D = rowsum(dO * O) per query row, fp32.
+//   2. backward_main_kernel:  one CTA per (key block, kv head, sequence). K and V stay in
+//      shared memory; the CTA walks the query blocks of every query head of its GQA group,
+//      recomputes P from the log-sum-exp, accumulates dK and dV in registers (so the group
+//      sum needs no atomics), and adds dS K into an fp32 dQ accumulator.
+//   3. backward_dq_convert_kernel: dQ = scale * accumulator, in the output dtype.
+// The bias is a constant of the problem: no gradient is computed for it.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/attention_math.h"
+#include "common/philox.h"
+#include "cuda/common/fragment.cuh"
+#include "cuda/common/logits.cuh"
+#include "cuda/common/ptx.cuh"
+#include "cuda/common/tile_io.cuh"
+#include "cuda/sm80/bwd_params.h"
+
+namespace tileflash::cuda::sm80 {
+
+// Block sizes and warp layouts of the three products of one iteration:
+//   S, dP  = Q K^T, dO V^T      (block_m x block_n), warps_m_sdp warps along m
+//   dV, dK += P^T dO, dS^T Q    (block_n x head_dim), warps_n_dkv warps along n
+//   dQ     = dS K               (block_m x head_dim), warps_m_dq warps along m
+// The remaining warps of 8 split the other dimension.
+struct BackwardTileShape {
+  int block_m, block_n, warps_m_sdp, warps_n_dkv, warps_m_dq;
+};
+
+constexpr BackwardTileShape backward_tile_shape(int head_dim) {
+  if (head_dim <= 32) return {64, 128, 2, 4, 4};
+  if (head_dim <= 64) return {64, 128, 2, 4, 2};
+  if (head_dim <= 96) return {64, 128, 2, 4, 4};
+  if (head_dim <= 128) return {64, 128, 2, 4, 2};
+  if (head_dim <= 192) return {64, 64, 2, 4, 2};
+  return {64, 64, 2, 2, 2};
+}
+
+// The head-dim tiles whose warp tiles divide evenly under backward_tile_shape.
+constexpr bool backward_supports_tile(int head_dim_tile) {
+  return head_dim_tile <= 128 ? head_dim_tile % 32 == 0 : head_dim_tile % 64 == 0;
+}
+
+template <int kHeadDim, class Element>
+struct BackwardKernelTraits {
+  static constexpr BackwardTileShape kShape = backward_tile_shape(kHeadDim);
+  static constexpr int kWarps = 8;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kBlockM = kShape.block_m;
+  static constexpr int kBlockN = kShape.block_n;
+
+  static constexpr int kSdpWarpsM = kShape.warps_m_sdp, kSdpWarpsN = kWarps / kSdpWarpsM;
+  static constexpr int kSdpRows = kBlockM / kSdpWarpsM, kSdpCols = kBlockN / kSdpWarpsN;
+  static constexpr int kDkvWarpsN = kShape.warps_n_dkv, kDkvWarpsD = kWarps / kDkvWarpsN;
+  static constexpr int kDkvRows = kBlockN / kDkvWarpsN, kDkvCols = kHeadDim / kDkvWarpsD;
+  static constexpr int kDqWarpsM = kShape.warps_m_dq, kDqWarpsD = kWarps / kDqWarpsM;
+  static constexpr int kDqRows = kBlockM / kDqWarpsM, kDqCols = kHeadDim / kDqWarpsD;
+  // Rows come in 16-row mma tiles, columns in pairs of 8-column tiles (one ldmatrix.x4).
+  static_assert(kSdpRows % 16 == 0 && kSdpCols % 16 == 0, "S/dP warp tile must be whole 16x16 blocks");
+  static_assert(kDkvRows % 16 == 0 && kDkvCols % 16 == 0, "dK/dV warp tile must be whole 16x16 blocks");
+  static_assert(kDqRows % 16 == 0 && kDqCols % 16 == 0, "dQ warp tile must be whole 16x16 blocks");
+  static_assert(kHeadDim % 16 == 0 && kBlockM % 16 == 0 && kBlockN % 16 == 0, "tiles feed m16n8k16");
+
+  using RowTile = SmemTile<Element, kBlockM, kHeadDim>;  // Q, dO
+  using KeyTile = SmemTile<Element, kBlockN, kHeadDim>;  // K, V
+  using ScoreTile = SmemTile<Element, kBlockM, kBlockN>; // P (dropped), dS
+  // Q and dO double-buffered (the next query block loads during the dK/dV/dQ products).
+  static constexpr int kSmemBytes = 4 * RowTile::kBytes + 2 * KeyTile::kBytes + 2 * ScoreTile::kBytes;
+  static_assert(kSmemBytes <= 227 * 1024, "backward tile exceeds the 227 KiB of shared memory of sm_80/sm_90");
+};
+
+// The A operand of a 16x16 block of X^T from a tile storing X (row = k, col = m), e.g. P^T
+// for dV = P^T dO with P stored query-major: ldmatrix.trans turns each 8x8 matrix around.
+// Belongs next to load_a_operand in cuda/common/tile_io.cuh.
+template <class Element, int kRows, int kCols>
+__device__ __forceinline__ void load_a_operand_trans(const SmemTile<Element, kRows, kCols>& tile, int k0, int m0,
+                                                     std::uint32_t (&a)[4]) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  ptx::ldmatrix_x4_trans(a, tile.at(k0 + (lane & 7) + (lane >> 4) * 8, m0 + ((lane >> 3) & 1) * 8));
+}
+
+template <class Element>
+__device__ __forceinline__ float to_float(Element x);
+template <>
+__device__ __forceinline__ float to_float<__half>(__half x) {
+  return __half2float(x);
+}
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+
+// Where one sequence's rows start and how long it is.
+struct SequenceSpan {
+  std::int64_t q_row0, k_row0;  // first row in the packed (or per-batch) row index
+  std::int64_t q_packed0;       // first row in the workspace row index (rows_q)
+  int seq_q, seq_k;
+};
+
+__device__ __forceinline__ SequenceSpan sequence_span(const AttentionArgs& a, int b) {
+  if (a.cu_seqlens_q != nullptr) {
+    const int q0 = a.cu_seqlens_q[b], k0 = a.cu_seqlens_k[b];
+    return {q0, k0, q0, a.cu_seqlens_q[b + 1] - q0, a.cu_seqlens_k[b + 1] - k0};
+  }
+  return {0, 0, b * a.seq_q, static_cast<int>(a.seq_q), static_cast<int>(a.seq_k)};
+}
+
+// Element (batch, row, head, 0) of a sequence tensor.
+template <class Element>
+__device__ __forceinline__ Element* row_pointer(const SequenceTensor& t, std::int64_t batch, std::int64_t row, int head) {
+  return static_cast<Element*>(t.data) + batch * t.batch_stride + row * t.row_stride + head * t.head_stride;
+}
+
+// ---------------------------------------------------------------------------------------
+// The (batch, row) of packed query row `row` for a padded batch; varlen rows are addressed
+// directly (batch stride 0).
+struct PackedRow {
+  std::int64_t batch, row;
+};
+__device__ __forceinline__ PackedRow unpack_row(const AttentionArgs& a, std::int64_t row) {
+  if (a.cu_seqlens_q != nullptr) return {0, row};
+  return {row / a.seq_q, row % a.seq_q};
+}
+
+// D = rowsum(dO * O): one warp per (packed query row, head).
+template <class Element>
+__global__ void backward_dot_kernel(const BackwardKernelParams p) {
+  const AttentionArgs& a = p.attn;
+  const std::int64_t item = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (item >= p.rows_q * a.heads_q) return;
+  const std::int64_t row = item / a.heads_q;
+  const int head = static_cast<int>(item % a.heads_q);
+  const PackedRow at = unpack_row(a, row);
+  const Element* dout = row_pointer<const Element>(p.dout, at.batch, at.row, head);
+  const Element* out = row_pointer<const Element>(a.out, at.batch, at.row, head);
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  float sum = 0.0f;
+  for (int col = 8 * lane; col < a.head_dim; col += 8 * 32) {
+    const uint4 x = *reinterpret_cast<const uint4*>(dout + col);
+    const uint4 y = *reinterpret_cast<const uint4*>(out + col);
+    const Element* ex = reinterpret_cast<const Element*>(&x);
+    const Element* ey = reinterpret_cast<const Element*>(&y);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sum += to_float(ex[e]) * to_float(ey[e]);
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, offset);
+  if (lane == 0) p.dout_dot_out[head * p.rows_q + row] = sum;
+}
+
+// dQ = scale * accumulator; one thread per 8 columns of one (row, head).
+template <int kHeadDim, class Element>
+__global__ void backward_dq_convert_kernel(const BackwardKernelParams p) {
+  const AttentionArgs& a = p.attn;
+  const int chunks = a.head_dim / 8;
+  const std::int64_t item = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (item >= p.rows_q * a.heads_q * chunks) return;
+  const int chunk = static_cast<int>(item % chunks);
+  const std::int64_t row_head = item / chunks;
+  const std::int64_t row = row_head / a.heads_q;
+  const int head = static_cast<int>(row_head % a.heads_q);
+  const PackedRow at = unpack_row(a, row);
+  const float4* src = reinterpret_cast<const float4*>(p.dq_accum + row_head * kHeadDim + chunk * 8);
+  const float4 lo = src[0], hi = src[1];
+  uint4 packed;
+  packed.x = ptx::pack2<Element>(lo.x * a.scale, lo.y * a.scale);
+  packed.y = ptx::pack2<Element>(lo.z * a.scale, lo.w * a.scale);
+  packed.z = ptx::pack2<Element>(hi.x * a.scale, hi.y * a.scale);
+  packed.w = ptx::pack2<Element>(hi.z * a.scale, hi.w * a.scale);
+  *reinterpret_cast<uint4*>(row_pointer<Element>(p.dq, at.batch, at.row, head) + chunk * 8) = packed;
+}
+
+// Varlen: packed key rows after the last sequence belong to no sequence; their gradient is 0.
+template <class Element>
+__global__ void backward_zero_unused_keys_kernel(const BackwardKernelParams p) {
+  const AttentionArgs& a = p.attn;
+  const int chunks = a.head_dim / 8;
+  const std::int64_t item = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (item >= p.rows_k * a.heads_kv * chunks) return;
+  const std::int64_t row = item / (static_cast<std::int64_t>(a.heads_kv) * chunks);
+  if (row < a.cu_seqlens_k[a.batch]) return;
+  const int head = static_cast<int>((item / chunks) % a.heads_kv);
+  const int col = static_cast<int>(item % chunks) * 8;
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  *reinterpret_cast<uint4*>(row_pointer<Element>(p.dk, 0, row, head) + col) = zero;
+  *reinterpret_cast<uint4*>(row_pointer<Element>(p.dv, 0, row, head) + col) = zero;
+}
+
+// Deterministic dQ: the CTAs of one (sequence, head) add into a query block in key-block order.
+__device__ __forceinline__ void wait_for_turn(const int* semaphore, int turn) {
+  int seen;
+  do {
+    asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(seen) : "l"(semaphore) : "memory");
+  } while (seen != turn);
+}
+__device__ __forceinline__ void pass_turn(int* semaphore, int next_turn) {
+  asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(semaphore), "r"(next_turn) : "memory");
+}
+
+template <int kHeadDim, class Element>
+__global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThreads, 1)
+    backward_main_kernel(const BackwardKernelParams p) {
+  using Traits = BackwardKernelTraits<kHeadDim, Element>;
+  constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kThreads = Traits::kThreads;
+  constexpr float kLog2e = 1.4426950408889634f;
+  const AttentionArgs& a = p.attn;
+
+  const int n_block = static_cast<int>(blockIdx.x);
+  const int kv_head = static_cast<int>(blockIdx.y);
+  const int b = static_cast<int>(blockIdx.z);
+  const SequenceSpan span = sequence_span(a, b);
+  const int n0 = n_block * kBlockN;
+  if (n0 >= span.seq_k) return;
+
+  const detail::BandMask mask{span.seq_q, span.seq_k, a.window_left, a.window_right};
+  // Query rows whose band reaches this key block: [row_begin, row_end). Row i sees columns
+  // up to i + shift + window_right and from i + shift - window_left on.
+  const std::int64_t shift = static_cast<std::int64_t>(span.seq_k) - span.seq_q;
+  std::int64_t row_begin = 0, row_end = span.seq_q;
+  if (a.window_right >= 0) row_begin = max(row_begin, n0 - shift - a.window_right);
+  if (a.window_left >= 0) row_end = min(row_end, n0 + kBlockN - shift + a.window_left);
+  const int m_begin = static_cast<int>(row_begin / kBlockM);
+  const int m_end = row_end > row_begin ? static_cast<int>((row_end + kBlockM - 1) / kBlockM) : m_begin;
+  const int group = a.heads_q / a.heads_kv;
+  const int blocks_per_head = m_end - m_begin;
+  const int iterations = group * blocks_per_head;
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  using RowTile = typename Traits::RowTile;
+  using KeyTile = typename Traits::KeyTile;
+  using ScoreTile = typename Traits::ScoreTile;
+  constexpr int kRowTileElements = RowTile::kBytes / static_cast<int>(sizeof(Element));
+  constexpr int kKeyTileElements = KeyTile::kBytes / static_cast<int>(sizeof(Element));
+  Element* const smem_base = reinterpret_cast<Element*>(smem);
+  const KeyTile s_k{smem_base};
+  const KeyTile s_v{smem_base + kKeyTileElements};
+  Element* const rows_base = smem_base + 2 * kKeyTileElements;
+  // Buffers: Q0, Q1, dO0, dO1 (selected by pointer, so no tile array lands in local memory).
+  const auto q_tile = [&](int buffer) { return RowTile{rows_base + buffer * kRowTileElements}; };
+  const auto do_tile = [&](int buffer) { return RowTile{rows_base + (2 + buffer) * kRowTileElements}; };
+  const ScoreTile s_p{rows_base + 4 * kRowTileElements};
+  const ScoreTile s_ds{s_p.data + ScoreTile::kBytes / static_cast<int>(sizeof(Element))};
+
+  const int rows_k_valid = span.seq_k - n0;
+  load_tile_async<kThreads>(s_k, GlobalTile<Element>{row_pointer<const Element>(a.k, b, span.k_row0 + n0, kv_head),
+                                                     a.k.row_stride, rows_k_valid, a.head_dim});
+  load_tile_async<kThreads>(s_v, GlobalTile<Element>{row_pointer<const Element>(a.v, b, span.k_row0 + n0, kv_head),
+                                                     a.v.row_stride, rows_k_valid, a.head_dim});
+
+  auto load_query_block = [&](int iteration, int buffer) {
+    const int head = kv_head * group + iteration / blocks_per_head;
+    const int m0 = (m_begin + iteration % blocks_per_head) * kBlockM;
+    const std::int64_t row = span.q_row0 + m0;
+    load_tile_async<kThreads>(q_tile(buffer), GlobalTile<Element>{row_pointer<const Element>(a.q, b, row, head),
+                                                               a.q.row_stride, span.seq_q - m0, a.head_dim});
+    load_tile_async<kThreads>(do_tile(buffer), GlobalTile<Element>{row_pointer<const Element>(p.dout, b, row, head),
+                                                                p.dout.row_stride, span.seq_q - m0, a.head_dim});
+  };
+  if (iterations > 0) load_query_block(0, 0);
+  ptx::cp_async_commit();
+
+  const int warp = static_cast<int>(threadIdx.x / 32);
+  const int g = lane_group(), t = lane_in_group();
+  constexpr int kSdpMTiles = Traits::kSdpRows / 16, kSdpNTiles = Traits::kSdpCols / 8;
+  constexpr int kDkvMTiles = Traits::kDkvRows / 16, kDkvNTiles = Traits::kDkvCols / 8;
+  constexpr int kDqMTiles = Traits::kDqRows / 16, kDqNTiles = Traits::kDqCols / 8;
+  const int sdp_row0 = (warp % Traits::kSdpWarpsM) * Traits::kSdpRows;
+  const int sdp_col0 = (warp / Traits::kSdpWarpsM) * Traits::kSdpCols;
+  const int dkv_row0 = (warp % Traits::kDkvWarpsN) * Traits::kDkvRows;
+  const int dkv_col0 = (warp / Traits::kDkvWarpsN) * Traits::kDkvCols;
+  const int dq_row0 = (warp % Traits::kDqWarpsM) * Traits::kDqRows;
+  const int dq_col0 = (warp / Traits::kDqWarpsM) * Traits::kDqCols;
+  const bool dropout = a.dropout_threshold != 0;
+
+  AccumulatorTile<kDkvMTiles, kDkvNTiles> dk_acc, dv_acc;
+  dk_acc.fill(0.0f);
+  dv_acc.fill(0.0f);
+
+  for (int iteration = 0; iteration < iterations; ++iteration) {
+    const int buffer = iteration & 1;
+    const int head = kv_head * group + iteration / blocks_per_head;
+    const int m_block = m_begin + iteration % blocks_per_head;
+    const int m0 = m_block * kBlockM;
+
+    // Per-row statistics of this warp's S rows: lse in log2 units (+inf for rows that see
+    // no key, so P = 0 there) and D.
+    float lse_log2[kSdpMTiles][2], row_dot[kSdpMTiles][2];
+#pragma unroll
+    for (int mi = 0; mi < kSdpMTiles; ++mi)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int i = m0 + sdp_row0 + 16 * mi + 8 * half + g;
+        lse_log2[mi][half] = INFINITY;
+        row_dot[mi][half] = 0.0f;
+        if (i < span.seq_q) {
+          const float lse =
+              a.lse[b * a.lse_batch_stride + head * a.lse_head_stride + (span.q_row0 + i) * a.lse_row_stride];
+          if (lse != -INFINITY) lse_log2[mi][half] = lse * kLog2e;
+          row_dot[mi][half] = p.dout_dot_out[head * p.rows_q + span.q_packed0 + i];
+        }
+      }
+
+    ptx::cp_async_wait<0>();
+    __syncthreads();  // Q/dO of this block landed; every warp is done with the previous block
+    const RowTile s_q = q_tile(buffer), s_do = do_tile(buffer);
+
+    // S = Q K^T and dP = dO V^T on this warp's (kSdpRows x kSdpCols) tile.
+    AccumulatorTile<kSdpMTiles, kSdpNTiles> s_acc, dp_acc;
+    s_acc.fill(0.0f);
+    dp_acc.fill(0.0f);
+#pragma unroll
+    for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
+      std::uint32_t a_q[kSdpMTiles][4], a_do[kSdpMTiles][4];
+#pragma unroll
+      for (int mi = 0; mi < kSdpMTiles; ++mi) {
+        load_a_operand(s_q, sdp_row0 + 16 * mi, k0, a_q[mi]);
+        load_a_operand(s_do, sdp_row0 + 16 * mi, k0, a_do[mi]);
+      }
+#pragma unroll
+      for (int nj = 0; nj < kSdpNTiles / 2; ++nj) {
+        std::uint32_t b_k[2][2], b_v[2][2];
+        load_b_operand_pair(s_k, sdp_col0 + 16 * nj, k0, b_k);
+        load_b_operand_pair(s_v, sdp_col0 + 16 * nj, k0, b_v);
+#pragma unroll
+        for (int mi = 0; mi < kSdpMTiles; ++mi)
+#pragma unroll
+          for (int h2 = 0; h2 < 2; ++h2) {
+            ptx::mma_16x8x16<Element>(s_acc.value[mi][2 * nj + h2], a_q[mi], b_k[h2]);
+            ptx::mma_16x8x16<Element>(dp_acc.value[mi][2 * nj + h2], a_do[mi], b_v[h2]);
+          }
+      }
+    }
+
+    // P (dropped and rescaled, for dV) and dS, element by element, into shared memory:
+    //   dS = P * (dP * Z - D) * (1 - tanh^2 when capped),  Z = keep / (1 - p).
+    const bool tile_inside_band = m0 + kBlockM <= span.seq_q && n0 + kBlockN <= span.seq_k &&
+                                  mask.allowed(m0, n0 + kBlockN - 1) && mask.allowed(m0 + kBlockM - 1, n0);
+    BiasSlice bias;
+    if (a.bias != nullptr) {
+      const std::int64_t offset = b * a.bias_batch_stride + head * a.bias_head_stride;
+      bias.data = a.bias_is_float32 ? static_cast<const void*>(static_cast<const float*>(a.bias) + offset)
+                                    : static_cast<const void*>(static_cast<const Element*>(a.bias) + offset);
+      bias.is_float32 = a.bias_is_float32;
+      bias.row_stride = a.bias_row_stride;
+      bias.col_stride = a.bias_col_stride;
+    }
+    const float alibi_slope =
+        a.alibi_slopes != nullptr ? a.alibi_slopes[b * a.alibi_batch_stride + head * a.alibi_head_stride] : 0.0f;
+    const LogitTransform logit{a.scale, a.softcap, bias, alibi_slope};
+    const std::uint32_t batch_head = static_cast<std::uint32_t>(b * a.heads_q + head);
+#pragma unroll
+    for (int mi = 0; mi < kSdpMTiles; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < kSdpNTiles; ++ni)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = sdp_row0 + 16 * mi + 8 * half + g;
+          const int col = sdp_col0 + 8 * ni + 2 * t;
+          const int i = m0 + row;
+          bool keep[2] = {true, true};
+          if (dropout) {
+            // Columns col, col + 1 share one Philox group (col is even, n0 a multiple of 4).
+            const detail::Philox4 bits = detail::dropout_bits(a.dropout_seed, a.dropout_offset, batch_head,
+                                                              static_cast<std::uint32_t>(i),
+                                                              static_cast<std::uint32_t>((n0 + col) >> 2));
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+              keep[e] = detail::philox_word(bits, ((n0 + col) & 3) + e) >= a.dropout_threshold;
+          }
+          float p_dropped[2], ds[2];
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int j = n0 + col + e;
+            const float qk = s_acc.value[mi][ni][2 * half + e];
+            const float dp = dp_acc.value[mi][ni][2 * half + e];
+            float prob = 0.0f, chain = 1.0f;
+            if (tile_inside_band || (i < span.seq_q && j < span.seq_k && mask.allowed(i, j))) {
+              const float logit_value = logit.template operator()<Element>(qk, mask, i, j);
+              prob = exp2f(logit_value * kLog2e - lse_log2[mi][half]);
+              if (a.softcap > 0.0f) {
+                const float capped = tanhf(qk * a.scale / a.softcap);
+                chain = 1.0f - capped * capped;
+              }
+            }
+            const float rescale = keep[e] ? a.dropout_rescale : 0.0f;
+            p_dropped[e] = prob * rescale;
+            ds[e] = prob * (dp * rescale - row_dot[mi][half]) * chain;
+          }
+          *reinterpret_cast<std::uint32_t*>(s_p.at(row, col)) = ptx::pack2<Element>(p_dropped[0], p_dropped[1]);
+          *reinterpret_cast<std::uint32_t*>(s_ds.at(row, col)) = ptx::pack2<Element>(ds[0], ds[1]);
+        }
+    __syncthreads();  // P and dS complete; no warp reads the other Q/dO buffer any more
+
+    if (iteration + 1 < iterations) load_query_block(iteration + 1, buffer ^ 1);
+    ptx::cp_async_commit();
+
+    // dV += P^T dO and dK += dS^T Q on this warp's (kDkvRows x kDkvCols) tile.
+#pragma unroll
+    for (int k0 = 0; k0 < kBlockM; k0 += 16) {
+      std::uint32_t a_p[kDkvMTiles][4], a_ds[kDkvMTiles][4];
+#pragma unroll
+      for (int mi = 0; mi < kDkvMTiles; ++mi) {
+        load_a_operand_trans(s_p, k0, dkv_row0 + 16 * mi, a_p[mi]);
+        load_a_operand_trans(s_ds, k0, dkv_row0 + 16 * mi, a_ds[mi]);
+      }
+#pragma unroll
+      for (int nj = 0; nj < kDkvNTiles / 2; ++nj) {
+        std::uint32_t b_do[2][2], b_q[2][2];
+        load_b_operand_pair_trans(s_do, k0, dkv_col0 + 16 * nj, b_do);
+        load_b_operand_pair_trans(s_q, k0, dkv_col0 + 16 * nj, b_q);
+#pragma unroll
+        for (int mi = 0; mi < kDkvMTiles; ++mi)
+#pragma unroll
+          for (int h2 = 0; h2 < 2; ++h2) {
+            ptx::mma_16x8x16<Element>(dv_acc.value[mi][2 * nj + h2], a_p[mi], b_do[h2]);
+            ptx::mma_16x8x16<Element>(dk_acc.value[mi][2 * nj + h2], a_ds[mi], b_q[h2]);
+          }
+      }
+    }
+
+    // dQ (unscaled) = dS K on this warp's (kDqRows x kDqCols) tile.
+    AccumulatorTile<kDqMTiles, kDqNTiles> dq_acc;
+    dq_acc.fill(0.0f);
+#pragma unroll
+    for (int k0 = 0; k0 < kBlockN; k0 += 16) {
+      std::uint32_t a_ds[kDqMTiles][4];
+#pragma unroll
+      for (int mi = 0; mi < kDqMTiles; ++mi) load_a_operand(s_ds, dq_row0 + 16 * mi, k0, a_ds[mi]);
+#pragma unroll
+      for (int nj = 0; nj < kDqNTiles / 2; ++nj) {
+        std::uint32_t b_k[2][2];
+        load_b_operand_pair_trans(s_k, k0, dq_col0 + 16 * nj, b_k);
+#pragma unroll
+        for (int mi = 0; mi < kDqMTiles; ++mi)
+#pragma unroll
+          for (int h2 = 0; h2 < 2; ++h2) ptx::mma_16x8x16<Element>(dq_acc.value[mi][2 * nj + h2], a_ds[mi], b_k[h2]);
+      }
+    }
+
+    float* const dq_block = p.dq_accum + ((span.q_packed0 + m0) * a.heads_q + head) * kHeadDim;
+    const std::int64_t dq_row_stride = static_cast<std::int64_t>(a.heads_q) * kHeadDim;
+    int* const semaphore =
+        p.deterministic ? p.dq_semaphore + (static_cast<std::int64_t>(b) * a.heads_q + head) * p.m_blocks + m_block
+                        : nullptr;
+    if (p.deterministic) {
+      if (threadIdx.x == 0) wait_for_turn(semaphore, n_block);
+      __syncthreads();
+    }
+#pragma unroll
+    for (int mi = 0; mi < kDqMTiles; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < kDqNTiles; ++ni)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = dq_row0 + 16 * mi + 8 * half + g;
+          const int col = dq_col0 + 8 * ni + 2 * t;
+          if (m0 + row >= span.seq_q || col >= a.head_dim) continue;
+          float* dst = dq_block + row * dq_row_stride + col;
+          const float x = dq_acc.value[mi][ni][2 * half], y = dq_acc.value[mi][ni][2 * half + 1];
+          if (p.deterministic) {
+            // The previous key block's sums are in L2 (published with release/acquire).
+            const float2 old = __ldcg(reinterpret_cast<const float2*>(dst));
+            __stcg(reinterpret_cast<float2*>(dst), make_float2(old.x + x, old.y + y));
+          } else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+            atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
+#else
+            atomicAdd(dst, x);
+            atomicAdd(dst + 1, y);
+#endif
+          }
+        }
+    if (p.deterministic) {
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0) pass_turn(semaphore, n_block + 1);
+    }
+  }
+  ptx::cp_async_wait<0>();  // a key block that meets no query block still loaded K and V
+
+  // dK = scale * dS^T Q, dV = P^T dO, straight from registers.
+  Element* const dk = row_pointer<Element>(p.dk, b, span.k_row0 + n0, kv_head);
+  Element* const dv = row_pointer<Element>(p.dv, b, span.k_row0 + n0, kv_head);
+#pragma unroll
+  for (int mi = 0; mi < kDkvMTiles; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < kDkvNTiles; ++ni)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = dkv_row0 + 16 * mi + 8 * half + g;
+        const int col = dkv_col0 + 8 * ni + 2 * t;
+        if (row >= rows_k_valid || col >= a.head_dim) continue;
+        *reinterpret_cast<std::uint32_t*>(dk + row * p.dk.row_stride + col) = ptx::pack2<Element>(
+            dk_acc.value[mi][ni][2 * half] * a.scale, dk_acc.value[mi][ni][2 * half + 1] * a.scale);
+        *reinterpret_cast<std::uint32_t*>(dv + row * p.dv.row_stride + col) =
+            ptx::pack2<Element>(dv_acc.value[mi][ni][2 * half], dv_acc.value[mi][ni][2 * half + 1]);
+      }
+
+  // Deterministic mode: pass the turn on the query blocks this key block does not touch,
+  // so that later key blocks of the sequence can add theirs. Waiting only on earlier key
+  // blocks (launched earlier) cannot deadlock.
+  if (p.deterministic && threadIdx.x == 0) {
+    const int m_blocks_seq = (span.seq_q + kBlockM - 1) / kBlockM;
+    for (int head = kv_head * group; head < (kv_head + 1) * group; ++head) {
+      int* const semaphores = p.dq_semaphore + (static_cast<std::int64_t>(b) * a.heads_q + head) * p.m_blocks;
+      for (int m = 0; m < m_blocks_seq; ++m) {
+        if (m >= m_begin && m < m_end) continue;
+        wait_for_turn(semaphores + m, n_block);
+        pass_turn(semaphores + m, n_block + 1);
+      }
+    }
+  }
+}
+
+}  // namespace tileflash::cuda::sm80

@@ -1,0 +1,91 @@
+// Host side of one backward call for one head-dim tile: workspace on the stream, then the
+// kernels of bwd_kernel.cuh. Instantiated per (tile, dtype) by bwd_tile.cu.in.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/sm80/bwd_kernel.cuh"
+#include "cuda/sm80/bwd_params.h"
+#include "cuda/sm80/launch_args.h"
+
+namespace tileflash::cuda::sm80 {
+
+inline unsigned blocks_for(std::int64_t items, int per_block) {
+  return static_cast<unsigned>((items + per_block - 1) / per_block);
+}
+
+// Stream-ordered workspace, released on the stream also when a launch throws.
+class StreamWorkspace {
+ public:
+  StreamWorkspace(std::int64_t bytes, cudaStream_t stream) : stream_(stream) {
+    check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&data_), static_cast<std::size_t>(bytes), stream),
+               "backward workspace allocation");
+  }
+  ~StreamWorkspace() { cudaFreeAsync(data_, stream_); }
+  StreamWorkspace(const StreamWorkspace&) = delete;
+  StreamWorkspace& operator=(const StreamWorkspace&) = delete;
+  unsigned char* data() const { return data_; }
+
+ private:
+  unsigned char* data_ = nullptr;
+  cudaStream_t stream_;
+};
+
+template <int kHeadDim, class Element>
+void run_backward_tile(const BackwardKernelParams& call, cudaStream_t stream) {
+  using Traits = BackwardKernelTraits<kHeadDim, Element>;
+  BackwardKernelParams p = call;
+  const AttentionArgs& a = p.attn;
+  p.m_blocks = static_cast<int>((a.seq_q + Traits::kBlockM - 1) / Traits::kBlockM);
+
+  // One allocation: D, the dQ accumulator and (deterministic mode) the turn counters; never
+  // empty, so the key-block kernel still runs (and writes zero dK, dV) when seq_q is 0.
+  constexpr std::int64_t kAlign = 256;
+  const auto aligned = [](std::int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; };
+  const std::int64_t dot_bytes = aligned(p.rows_q * a.heads_q * 4);
+  const std::int64_t accum_bytes = aligned(p.rows_q * a.heads_q * kHeadDim * 4);
+  const std::int64_t semaphore_bytes = p.deterministic ? aligned(std::int64_t{4} * a.batch * a.heads_q * p.m_blocks) : 0;
+  const std::int64_t cleared_bytes = accum_bytes + semaphore_bytes;
+  StreamWorkspace workspace(dot_bytes + cleared_bytes + kAlign, stream);
+  p.dout_dot_out = reinterpret_cast<float*>(workspace.data());
+  p.dq_accum = reinterpret_cast<float*>(workspace.data() + dot_bytes);
+  p.dq_semaphore = p.deterministic ? reinterpret_cast<int*>(workspace.data() + dot_bytes + accum_bytes) : nullptr;
+  if (cleared_bytes > 0)
+    check_cuda(cudaMemsetAsync(workspace.data() + dot_bytes, 0, static_cast<std::size_t>(cleared_bytes), stream),
+               "backward workspace clear");
+
+  constexpr int kDotWarpsPerBlock = 8;
+  const std::int64_t dot_rows = p.rows_q * a.heads_q;
+  if (dot_rows > 0) {
+    backward_dot_kernel<Element><<<blocks_for(dot_rows, kDotWarpsPerBlock), 32 * kDotWarpsPerBlock, 0, stream>>>(p);
+    check_cuda(cudaGetLastError(), "backward rowsum(dO * O) launch");
+  }
+
+  const std::int64_t key_blocks = (a.seq_k + Traits::kBlockN - 1) / Traits::kBlockN;
+  if (key_blocks > 0 && a.batch > 0) {
+    auto* kernel = backward_main_kernel<kHeadDim, Element>;
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes),
+               "backward shared memory opt-in");
+    const dim3 grid(static_cast<unsigned>(key_blocks), static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(a.batch));
+    kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
+    check_cuda(cudaGetLastError(), "backward main kernel launch");
+  }
+
+  constexpr int kElementwiseThreads = 256;
+  const std::int64_t dq_chunks = p.rows_q * a.heads_q * (a.head_dim / 8);
+  if (dq_chunks > 0) {
+    backward_dq_convert_kernel<kHeadDim, Element>
+        <<<blocks_for(dq_chunks, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(p);
+    check_cuda(cudaGetLastError(), "backward dq conversion launch");
+  }
+  const std::int64_t key_chunks = p.rows_k * a.heads_kv * (a.head_dim / 8);
+  if (a.cu_seqlens_k != nullptr && key_chunks > 0) {
+    backward_zero_unused_keys_kernel<Element>
+        <<<blocks_for(key_chunks, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(p);
+    check_cuda(cudaGetLastError(), "backward unused key rows launch");
+  }
+}
+
+}  // namespace tileflash::cuda::sm80
