@@ -48,6 +48,51 @@ inline double round_to_dtype(double value, DType dtype) {
   return value;
 }
 
+// Converts `count` consecutive elements to float, the dtype switch outside the loop.
+inline void load_floats(const void* src, DType dtype, std::int64_t count, float* dst) {
+  switch (dtype) {
+    case DType::float32: {
+      const auto* f = static_cast<const float*>(src);
+      for (std::int64_t i = 0; i < count; ++i) dst[i] = f[i];
+      break;
+    }
+    case DType::bfloat16: {
+      const auto* h = static_cast<const std::uint16_t*>(src);
+      for (std::int64_t i = 0; i < count; ++i) dst[i] = detail::bf16_to_float(h[i]);
+      break;
+    }
+    case DType::float16: {
+      const auto* h = static_cast<const std::uint16_t*>(src);
+      for (std::int64_t i = 0; i < count; ++i) dst[i] = detail::fp16_to_float(h[i]);
+      break;
+    }
+    default:
+      for (std::int64_t i = 0; i < count; ++i) dst[i] = static_cast<float>(load_element(src, dtype, i));
+  }
+}
+
+inline void store_floats(const float* src, std::int64_t count, void* dst, DType dtype) {
+  switch (dtype) {
+    case DType::float32: {
+      auto* f = static_cast<float*>(dst);
+      for (std::int64_t i = 0; i < count; ++i) f[i] = src[i];
+      break;
+    }
+    case DType::bfloat16: {
+      auto* h = static_cast<std::uint16_t*>(dst);
+      for (std::int64_t i = 0; i < count; ++i) h[i] = detail::float_to_bf16(src[i]);
+      break;
+    }
+    case DType::float16: {
+      auto* h = static_cast<std::uint16_t*>(dst);
+      for (std::int64_t i = 0; i < count; ++i) h[i] = detail::float_to_fp16(src[i]);
+      break;
+    }
+    default:
+      for (std::int64_t i = 0; i < count; ++i) store_element(dst, dtype, i, src[i]);
+  }
+}
+
 // The rows (seq, head_dim) of one head of one sequence inside a q/k/v/out-shaped tensor:
 // element (row, col) sits at data + (row * row_stride + col) elements.
 struct HeadRows {
@@ -58,6 +103,14 @@ struct HeadRows {
   double load(std::int64_t row, std::int64_t col) const { return load_element(data, dtype, row * row_stride + col); }
   void store(std::int64_t row, std::int64_t col, double value) const {
     store_element(data, dtype, row * row_stride + col, value);
+  }
+  void* row_address(std::int64_t row) const {
+    return static_cast<char*>(data) + row * row_stride * static_cast<std::int64_t>(dtype_size(dtype));
+  }
+  // Row `row`, columns [0, count), as floats.
+  void load_row(std::int64_t row, std::int64_t count, float* dst) const { load_floats(row_address(row), dtype, count, dst); }
+  void store_row(std::int64_t row, std::int64_t count, const float* src) const {
+    store_floats(src, count, row_address(row), dtype);
   }
 };
 

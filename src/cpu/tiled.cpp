@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,11 +50,29 @@ using tiled::kBlockQ;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
+// fp32 working memory left uninitialised: the tasks that fill it touch it first, in
+// parallel, instead of one thread zeroing it up front.
+class Floats {
+ public:
+  explicit Floats(std::int64_t count) : data_(new float[static_cast<std::size_t>(std::max<std::int64_t>(count, 1))]) {}
+  float* data() { return data_.get(); }
+  const float* data() const { return data_.get(); }
+
+ private:
+  std::unique_ptr<float[]> data_;
+};
+
+// A tile of one sequence: query tiles of kBlockQ rows or key tiles of kBlockK columns.
+struct TileRef {
+  std::int64_t batch, tile;
+};
+
 // The sequences of the batch and where their rows and key tiles start in the packed buffers.
 struct Layout {
   std::vector<Sequence> sequences;
   std::vector<std::int64_t> q_row_start;   // packed query rows of sequence b start here
   std::vector<std::int64_t> k_tile_start;  // packed key tiles of sequence b start here
+  std::vector<TileRef> query_tiles, key_tiles;
   std::int64_t total_q_rows = 0, total_k_tiles = 0, max_k_tiles = 0;
   std::int64_t head_dim = 0, padded_dim = 0;
 
@@ -69,6 +88,8 @@ struct Layout {
       const std::int64_t tiles = ceil_div(s.seq_k, kBlockK);
       total_k_tiles += tiles;
       max_k_tiles = std::max(max_k_tiles, tiles);
+      for (std::int64_t t = 0; t < tiles; ++t) key_tiles.push_back({b, t});
+      for (std::int64_t t = 0; t < ceil_div(s.seq_q, kBlockQ); ++t) query_tiles.push_back({b, t});
     }
   }
 };
@@ -95,7 +116,9 @@ void pack_rows(const HeadRows& src, std::int64_t first, std::int64_t count, std:
                std::int64_t padded_dim, float scale, float* dst) {
   for (std::int64_t r = 0; r < count; ++r) {
     float* row = dst + r * padded_dim;
-    for (std::int64_t c = 0; c < head_dim; ++c) row[c] = scale * static_cast<float>(src.load(first + r, c));
+    src.load_row(first + r, head_dim, row);
+    if (scale != 1.0f)
+      for (std::int64_t c = 0; c < head_dim; ++c) row[c] *= scale;
     std::fill(row + head_dim, row + padded_dim, 0.0f);
   }
 }
@@ -107,46 +130,41 @@ void pack_key_tile(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, s
   const std::int64_t first = tile * kBlockK, count = std::min(kBlockK, seq_k - first);
   if (cols) std::fill(cols, cols + head_dim * kBlockK, 0.0f);
   if (rows) std::fill(rows, rows + kBlockK * padded_dim, 0.0f);
+  std::vector<float> row(padded_dim);
   for (std::int64_t j = 0; j < count; ++j) {
-    for (std::int64_t c = 0; c < head_dim; ++c) {
-      const float x = static_cast<float>(src.load(first + j, c));
-      if (cols) cols[c * kBlockK + j] = x;
-      if (rows) rows[j * padded_dim + c] = x;
-    }
+    src.load_row(first + j, head_dim, row.data());
+    if (cols)
+      for (std::int64_t c = 0; c < head_dim; ++c) cols[c * kBlockK + j] = row[c];
+    if (rows) std::copy(row.begin(), row.begin() + head_dim, rows + j * padded_dim);
   }
 }
 
 // Packed key/value tiles of every (kv head, sequence): which layouts are filled depends on the pass.
 struct PackedKeys {
-  std::vector<float> k_cols, k_rows, v_cols, v_rows;
-  std::int64_t cols_size = 0, rows_size = 0;
+  std::int64_t cols_size, rows_size, tiles;
+  Floats k_cols, k_rows, v_cols, v_rows;
 
   PackedKeys(const ForwardParams& params, const detail::Problem& problem, const Layout& layout, int threads,
-             bool backward) {
-    cols_size = layout.head_dim * kBlockK;
-    rows_size = kBlockK * layout.padded_dim;
-    const std::int64_t tiles = problem.heads_kv * layout.total_k_tiles;
-    k_cols.resize(tiles * cols_size);
-    if (backward) {
-      k_rows.resize(tiles * rows_size);
-      v_cols.resize(tiles * cols_size);
-    } else {
-      v_rows.resize(tiles * rows_size);
-    }
-    // (kv head, sequence) pairs, each packing its tiles.
-    parallel_for(problem.heads_kv * problem.batch, threads, [&](std::int64_t task, int) {
-      const std::int64_t g = task / problem.batch, b = task % problem.batch;
-      const Sequence& seq = layout.sequences[b];
-      const HeadRows k = head_rows(params.k, problem, seq, g, false);
-      const HeadRows v = head_rows(params.v, problem, seq, g, false);
-      for (std::int64_t kt = 0; kt < ceil_div(seq.seq_k, kBlockK); ++kt) {
-        const std::int64_t slot = g * layout.total_k_tiles + layout.k_tile_start[b] + kt;
-        pack_key_tile(k, kt, seq.seq_k, layout.head_dim, layout.padded_dim, k_cols.data() + slot * cols_size,
-                      backward ? k_rows.data() + slot * rows_size : nullptr);
-        pack_key_tile(v, kt, seq.seq_k, layout.head_dim, layout.padded_dim,
-                      backward ? v_cols.data() + slot * cols_size : nullptr,
-                      backward ? nullptr : v_rows.data() + slot * rows_size);
-      }
+             bool backward)
+      : cols_size(layout.head_dim * kBlockK),
+        rows_size(kBlockK * layout.padded_dim),
+        tiles(problem.heads_kv * layout.total_k_tiles),
+        k_cols(tiles * cols_size),
+        k_rows(backward ? tiles * rows_size : 0),
+        v_cols(backward ? tiles * cols_size : 0),
+        v_rows(backward ? 0 : tiles * rows_size) {
+    const auto per_head = static_cast<std::int64_t>(layout.key_tiles.size());
+    parallel_for(tiles, threads, [&](std::int64_t task, int) {
+      const std::int64_t g = task / per_head;
+      const TileRef t = layout.key_tiles[task % per_head];
+      const Sequence& seq = layout.sequences[t.batch];
+      const std::int64_t at = slot(layout, g, t.batch, t.tile);
+      pack_key_tile(head_rows(params.k, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim,
+                    layout.padded_dim, k_cols.data() + at * cols_size,
+                    backward ? k_rows.data() + at * rows_size : nullptr);
+      pack_key_tile(head_rows(params.v, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim,
+                    layout.padded_dim, backward ? v_cols.data() + at * cols_size : nullptr,
+                    backward ? nullptr : v_rows.data() + at * rows_size);
     });
   }
 
@@ -171,18 +189,13 @@ void forward(const ForwardParams& params, const detail::Problem& problem, const 
   const PackedKeys keys(params, problem, layout, threads, /*backward=*/false);
   const std::int64_t pd = layout.padded_dim, d = layout.head_dim;
 
-  struct QueryTile {
-    std::int64_t batch, tile;
-  };
-  std::vector<QueryTile> query_tiles;
-  for (std::int64_t b = 0; b < problem.batch; ++b)
-    for (std::int64_t t = 0; t < ceil_div(layout.sequences[b].seq_q, kBlockQ); ++t) query_tiles.push_back({b, t});
-
   const std::int64_t per_thread = 2 * kBlockQ * pd + kBlockQ + kForwardScratchFloats;
-  std::vector<float> scratch(static_cast<std::size_t>(per_thread) * threads);
-  const auto num_tiles = static_cast<std::int64_t>(query_tiles.size());
+  Floats scratch(per_thread * threads);
+  const auto num_tiles = static_cast<std::int64_t>(layout.query_tiles.size());
   parallel_for(num_tiles * problem.heads_q, threads, [&](std::int64_t task, int thread) {
-    const QueryTile qt = query_tiles[task % num_tiles];
+    // Last tiles first: under a causal mask they are the longest, and starting them early
+    // keeps them from being the tail of the schedule.
+    const TileRef qt = layout.query_tiles[num_tiles - 1 - task % num_tiles];
     const std::int64_t h = task / num_tiles;
     const Sequence& seq = layout.sequences[qt.batch];
     float* q = scratch.data() + per_thread * thread;
@@ -205,8 +218,7 @@ void forward(const ForwardParams& params, const detail::Problem& problem, const 
     a.scratch = lse + kBlockQ;
     kernels.forward_tile(a);
     const HeadRows out_rows = head_rows(params.out, problem, seq, h, true);
-    for (std::int64_t r = 0; r < a.rows; ++r)
-      for (std::int64_t c = 0; c < d; ++c) out_rows.store(a.row0 + r, c, out[r * pd + c]);
+    for (std::int64_t r = 0; r < a.rows; ++r) out_rows.store_row(a.row0 + r, d, out + r * pd);
     if (problem.has_lse) {
       const LseRow lse_out = lse_row(params.lse, problem, seq, h);
       for (std::int64_t r = 0; r < a.rows; ++r) lse_out[a.row0 + r] = lse[r];
@@ -221,35 +233,47 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
   const std::int64_t pd = layout.padded_dim, d = layout.head_dim, rows_total = layout.total_q_rows;
   const std::int64_t hq = problem.heads_q, group = problem.group_size();
 
-  // Packed per (query head, packed row): q * scale, dO, lse and D = rowsum(dO o O).
-  std::vector<float> q(hq * rows_total * pd), dout(hq * rows_total * pd), lse(hq * rows_total),
-      delta(hq * rows_total);
-  parallel_for(hq * problem.batch, threads, [&](std::int64_t task, int) {
-    const std::int64_t h = task / problem.batch, b = task % problem.batch;
-    const Sequence& seq = layout.sequences[b];
-    const std::int64_t base = h * rows_total + layout.q_row_start[b];
-    pack_rows(head_rows(params.q, problem, seq, h, true), 0, seq.seq_q, d, pd, problem.scale, q.data() + base * pd);
-    pack_rows(head_rows(params.dout, problem, seq, h, true), 0, seq.seq_q, d, pd, 1.0f, dout.data() + base * pd);
-    const HeadRows out = head_rows(params.out, problem, seq, h, true);
-    const LseRow lse_in = lse_row(params.lse, problem, seq, h);
-    for (std::int64_t i = 0; i < seq.seq_q; ++i) {
-      float sum = 0.0f;
-      for (std::int64_t c = 0; c < d; ++c) sum += dout[(base + i) * pd + c] * static_cast<float>(out.load(i, c));
-      delta[base + i] = sum;
-      lse[base + i] = lse_in[i];
-    }
-  });
-
   const std::int64_t pairs = problem.batch * problem.heads_kv;
   // Enough tasks to feed a many-core host when there are few (sequence, kv head) pairs;
   // each extra chunk costs one more fp32 dQ buffer.
-  constexpr std::int64_t kBackwardTaskTarget = 32;
+  constexpr std::int64_t kBackwardTaskTarget = 64;
   const std::int64_t chunks = pairs == 0 ? 1
                                          : std::clamp<std::int64_t>(ceil_div(kBackwardTaskTarget, pairs), 1,
                                                                     std::max<std::int64_t>(1, layout.max_k_tiles));
-  std::vector<float> dq_partial(chunks * hq * rows_total * pd, 0.0f);
+  const std::int64_t partial_stride = hq * rows_total * pd;  // between the chunks' dQ buffers
+
+  // Per (query head, packed row): q * scale, dO, lse, D = rowsum(dO o O), and the chunks'
+  // dQ accumulators zeroed.
+  Floats q(hq * rows_total * pd), dout(hq * rows_total * pd), lse(hq * rows_total), delta(hq * rows_total),
+      dq_partial(chunks * partial_stride);
+  const auto num_q_tiles = static_cast<std::int64_t>(layout.query_tiles.size());
+  parallel_for(hq * num_q_tiles, threads, [&](std::int64_t task, int) {
+    const std::int64_t h = task / num_q_tiles;
+    const TileRef t = layout.query_tiles[task % num_q_tiles];
+    const Sequence& seq = layout.sequences[t.batch];
+    const std::int64_t row0 = t.tile * kBlockQ, rows = std::min(kBlockQ, seq.seq_q - row0);
+    const std::int64_t base = h * rows_total + layout.q_row_start[t.batch] + row0;
+    pack_rows(head_rows(params.q, problem, seq, h, true), row0, rows, d, pd, problem.scale, q.data() + base * pd);
+    pack_rows(head_rows(params.dout, problem, seq, h, true), row0, rows, d, pd, 1.0f, dout.data() + base * pd);
+    const HeadRows out = head_rows(params.out, problem, seq, h, true);
+    const LseRow lse_in = lse_row(params.lse, problem, seq, h);
+    std::vector<float> out_row(d);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      out.load_row(row0 + r, d, out_row.data());
+      const float* g = dout.data() + (base + r) * pd;
+      float sum = 0.0f;
+      for (std::int64_t c = 0; c < d; ++c) sum += g[c] * out_row[c];
+      delta.data()[base + r] = sum;
+      lse.data()[base + r] = lse_in[row0 + r];
+    }
+    for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+      float* partial = dq_partial.data() + chunk * partial_stride + base * pd;
+      std::fill(partial, partial + rows * pd, 0.0f);
+    }
+  });
+
   const std::int64_t per_thread = 2 * kBlockK * pd + kBackwardScratchFloats;
-  std::vector<float> scratch(static_cast<std::size_t>(per_thread) * threads);
+  Floats scratch(per_thread * threads);
 
   parallel_for(pairs * chunks, threads, [&](std::int64_t task, int thread) {
     const std::int64_t chunk = task % chunks, pair = task / chunks;
@@ -283,32 +307,34 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
           a.dout = dout.data() + row * pd;
           a.lse = lse.data() + row;
           a.delta = delta.data() + row;
-          a.dq = dq_partial.data() + (chunk * hq * rows_total + row) * pd;
+          a.dq = dq_partial.data() + chunk * partial_stride + row * pd;
           kernels.backward_tile(a);
         }
       }
       const std::int64_t cols = std::min(kBlockK, seq.seq_k - a.col0);
       for (std::int64_t j = 0; j < cols; ++j) {
-        for (std::int64_t c = 0; c < d; ++c) {
-          dk_out.store(a.col0 + j, c, dk[j * pd + c]);
-          dv_out.store(a.col0 + j, c, dv[j * pd + c]);
-        }
+        dk_out.store_row(a.col0 + j, d, dk + j * pd);
+        dv_out.store_row(a.col0 + j, d, dv + j * pd);
       }
     }
   });
 
-  parallel_for(hq * problem.batch, threads, [&](std::int64_t task, int) {
-    const std::int64_t h = task / problem.batch, b = task % problem.batch;
-    const Sequence& seq = layout.sequences[b];
-    const std::int64_t base = h * rows_total + layout.q_row_start[b];
+  parallel_for(hq * num_q_tiles, threads, [&](std::int64_t task, int) {
+    const std::int64_t h = task / num_q_tiles;
+    const TileRef t = layout.query_tiles[task % num_q_tiles];
+    const Sequence& seq = layout.sequences[t.batch];
+    const std::int64_t row0 = t.tile * kBlockQ, rows = std::min(kBlockQ, seq.seq_q - row0);
+    const std::int64_t base = h * rows_total + layout.q_row_start[t.batch] + row0;
     const HeadRows dq = head_rows(params.dq, problem, seq, h, true);
-    for (std::int64_t i = 0; i < seq.seq_q; ++i) {
-      for (std::int64_t c = 0; c < d; ++c) {
-        float sum = 0.0f;
-        for (std::int64_t chunk = 0; chunk < chunks; ++chunk)
-          sum += dq_partial[(chunk * hq * rows_total + base + i) * pd + c];
-        dq.store(i, c, problem.scale * sum);
+    std::vector<float> sum(pd);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      std::fill(sum.begin(), sum.end(), 0.0f);
+      for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+        const float* partial = dq_partial.data() + chunk * partial_stride + (base + r) * pd;
+        for (std::int64_t c = 0; c < pd; ++c) sum[c] += partial[c];
       }
+      for (std::int64_t c = 0; c < d; ++c) sum[c] *= problem.scale;
+      dq.store_row(row0 + r, d, sum.data());
     }
   });
 }

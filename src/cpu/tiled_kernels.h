@@ -11,10 +11,11 @@
 
 namespace tileflash::cpu::tiled {
 
-// Query rows and key columns per tile. kBlockK is a multiple of every vector width's
-// column block and of 4 (one Philox call covers four columns).
-inline constexpr std::int64_t kBlockQ = 64;
-inline constexpr std::int64_t kBlockK = 64;
+// Query rows and key columns per tile: multiples of every kernel set's register block
+// (4, 6 and 12 rows; 4, 16 and 32 columns) so that full tiles need no remainder blocks,
+// and of 4 (one Philox call covers four columns). A thread's tiles stay within L2.
+inline constexpr std::int64_t kBlockQ = 96;
+inline constexpr std::int64_t kBlockK = 96;
 
 // The logit terms of one (sequence, query head) besides the scaled product.
 struct Logits {
