@@ -15,13 +15,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/philox.h"
 #include "cpu/cpu_backend.h"
 #include "cpu/thread_pool.h"
+#include "cpu/workspace.h"
 #include "tileflash/error.h"
 
 namespace tileflash::cpu {
@@ -49,18 +49,6 @@ using tiled::kBlockK;
 using tiled::kBlockQ;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
-
-// fp32 working memory left uninitialised: the tasks that fill it touch it first, in
-// parallel, instead of one thread zeroing it up front.
-class Floats {
- public:
-  explicit Floats(std::int64_t count) : data_(new float[static_cast<std::size_t>(std::max<std::int64_t>(count, 1))]) {}
-  float* data() { return data_.get(); }
-  const float* data() const { return data_.get(); }
-
- private:
-  std::unique_ptr<float[]> data_;
-};
 
 // A tile of one sequence: query tiles of kBlockQ rows or key tiles of kBlockK columns.
 struct TileRef {
@@ -142,7 +130,7 @@ void pack_key_tile(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, s
 // Packed key/value tiles of every (kv head, sequence): which layouts are filled depends on the pass.
 struct PackedKeys {
   std::int64_t cols_size, rows_size, tiles;
-  Floats k_cols, k_rows, v_cols, v_rows;
+  Workspace k_cols, k_rows, v_cols, v_rows;
 
   PackedKeys(const ForwardParams& params, const detail::Problem& problem, const Layout& layout, int threads,
              bool backward)
@@ -190,7 +178,7 @@ void forward(const ForwardParams& params, const detail::Problem& problem, const 
   const std::int64_t pd = layout.padded_dim, d = layout.head_dim;
 
   const std::int64_t per_thread = 2 * kBlockQ * pd + kBlockQ + kForwardScratchFloats;
-  Floats scratch(per_thread * threads);
+  Workspace scratch(per_thread * threads);
   const auto num_tiles = static_cast<std::int64_t>(layout.query_tiles.size());
   parallel_for(num_tiles * problem.heads_q, threads, [&](std::int64_t task, int thread) {
     // Last tiles first: under a causal mask they are the longest, and starting them early
@@ -244,7 +232,7 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
 
   // Per (query head, packed row): q * scale, dO, lse, D = rowsum(dO o O), and the chunks'
   // dQ accumulators zeroed.
-  Floats q(hq * rows_total * pd), dout(hq * rows_total * pd), lse(hq * rows_total), delta(hq * rows_total),
+  Workspace q(hq * rows_total * pd), dout(hq * rows_total * pd), lse(hq * rows_total), delta(hq * rows_total),
       dq_partial(chunks * partial_stride);
   const auto num_q_tiles = static_cast<std::int64_t>(layout.query_tiles.size());
   parallel_for(hq * num_q_tiles, threads, [&](std::int64_t task, int) {
@@ -273,7 +261,7 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
   });
 
   const std::int64_t per_thread = 2 * kBlockK * pd + kBackwardScratchFloats;
-  Floats scratch(per_thread * threads);
+  Workspace scratch(per_thread * threads);
 
   parallel_for(pairs * chunks, threads, [&](std::int64_t task, int thread) {
     const std::int64_t chunk = task % chunks, pair = task / chunks;
