@@ -24,7 +24,7 @@ for step in $steps; do
       timeout 150 python3 scripts/sdpa_timing.py "$OUT/tileflash_forward.csv" | tee "$OUT/ratios.csv"
       ;;
     tests)
-      timeout 240 $build/tests/tileflash_tests --gtest_filter='Cuda*' > "$OUT/tests.log" 2>&1
+      timeout 240 $build/tests/tileflash_tests --gtest_filter='CudaForward*' > "$OUT/tests.log" 2>&1
       echo "tests rc=$?"; grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error" "$OUT/tests.log" | head -40
       ;;
     sanitizer)

@@ -128,7 +128,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
       scores.fill(0.0f);
 #pragma unroll
       for (int ks = 0; ks < kHeadDim / 16; ++ks) {
-        if (ks * 16 >= head_dim) break;
         std::uint32_t a[kMTiles][4];
 #pragma unroll
         for (int mi = 0; mi < kMTiles; ++mi) load_a_operand(q_smem, warp_row0 + 16 * mi, 16 * ks, a[mi]);
@@ -175,7 +174,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
         for (int mi = 0; mi < kMTiles; ++mi) accumulator_as_a<Element>(scores, mi, kk, a[mi]);
 #pragma unroll
         for (int dp = 0; dp < kHeadDim / 16; ++dp) {
-          if (dp * 16 >= head_dim) break;
           std::uint32_t b[2][2];
           load_b_operand_pair_trans(v_smem, 16 * kk, 16 * dp, b);
 #pragma unroll
@@ -221,9 +219,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
   }
 }
 
-template <int kHeadDimTile, class Element>
-void launch_forward(const AttentionArgs& args, cudaStream_t stream) {
-  using Tile = ForwardTile<kHeadDimTile>;
+template <class Tile, class Element>
+void launch_forward_tile(const AttentionArgs& args, cudaStream_t stream) {
   const std::int64_t m_blocks = (args.seq_q + Tile::kBlockM - 1) / Tile::kBlockM;
   if (m_blocks == 0 || args.batch == 0) return;
   const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(args.heads_q), static_cast<unsigned>(args.batch));
@@ -232,6 +229,16 @@ void launch_forward(const AttentionArgs& args, cudaStream_t stream) {
              "setting the forward kernel's shared-memory size");
   kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(args);
   check_cuda(cudaGetLastError(), "launching the forward kernel");
+}
+
+// The large tile set where the device lets a block opt into enough shared memory.
+template <int kHeadDimTile, class Element>
+void launch_forward(const AttentionArgs& args, cudaStream_t stream) {
+  if constexpr (has_large_variant(kHeadDimTile)) {
+    using Large = ForwardTile<kHeadDimTile, true>;
+    if (device_shared_memory_per_block() >= Large::kSharedBytes) return launch_forward_tile<Large, Element>(args, stream);
+  }
+  launch_forward_tile<ForwardTile<kHeadDimTile, false>, Element>(args, stream);
 }
 
 }  // namespace tileflash::cuda::sm80

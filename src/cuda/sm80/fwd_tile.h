@@ -3,30 +3,43 @@
 
 namespace tileflash::cuda::sm80 {
 
-// The smallest shared-memory capacity per block among the targets (sm_86, sm_89 and
-// sm_120 offer 99 KiB; sm_80 and sm_90 more), so one tile set runs everywhere.
+// Shared memory one block may opt into: 99 KiB on sm_86, sm_89 and sm_120 (the tile set
+// that runs everywhere), 163 KiB on sm_80 and 227 KiB on sm_90 (the large tile set).
 constexpr int kSharedMemoryBudget = 99 * 1024;
+constexpr int kLargeSharedMemoryBudget = 163 * 1024;
 
 struct ForwardTileShape {
   int block_m;  // query rows per block
   int block_n;  // key rows per main-loop step
   int warps;    // each warp owns block_m / warps query rows
   int min_blocks_per_sm;
+
+  constexpr bool operator==(const ForwardTileShape& o) const {
+    return block_m == o.block_m && block_n == o.block_n && warps == o.warps && min_blocks_per_sm == o.min_blocks_per_sm;
+  }
 };
 
 // Each warp holds its rows' output (rows x head_dim fp32) and one score tile (rows x
-// block_n fp32) in registers: 32 rows per warp up to head dim 128 lets each K/V fragment
-// read from shared memory feed two mma tiles; larger heads drop to 16 rows to stay
-// within 255 registers.
-constexpr ForwardTileShape forward_tile_shape(int head_dim) {
+// block_n fp32) in registers. 32 rows per warp up to head dim 128 let each K/V fragment
+// read from shared memory feed two mma tiles (shared-memory bandwidth, not the tensor
+// cores, bounds these kernels); at head dim 128 the score tile narrows to 32 columns to
+// stay within 255 registers. Larger heads drop to 16 rows per warp; with the large
+// shared memory they keep 128 rows per block, halving the K/V traffic per query row.
+constexpr ForwardTileShape forward_tile_shape(int head_dim, bool large_shared_memory) {
   if (head_dim <= 64) return {128, 64, 4, 2};
-  if (head_dim <= 128) return {128, 64, 8, 1};
+  if (head_dim <= 128) return {128, 32, 4, 1};
+  if (large_shared_memory) return {128, 64, 8, 1};
   return {64, 64, 4, 1};
 }
 
-template <int kHeadDimTile>
+// Whether a head-dim tile has a distinct large-shared-memory variant.
+constexpr bool has_large_variant(int head_dim) {
+  return !(forward_tile_shape(head_dim, true) == forward_tile_shape(head_dim, false));
+}
+
+template <int kHeadDimTile, bool kLargeSharedMemory>
 struct ForwardTile {
-  static constexpr ForwardTileShape kShape = forward_tile_shape(kHeadDimTile);
+  static constexpr ForwardTileShape kShape = forward_tile_shape(kHeadDimTile, kLargeSharedMemory);
   static constexpr int kHeadDim = kHeadDimTile;
   static constexpr int kBlockM = kShape.block_m;
   static constexpr int kBlockN = kShape.block_n;
@@ -43,7 +56,8 @@ struct ForwardTile {
   static_assert(kHeadDim % 16 == 0 && kHeadDim <= 256, "head-dim tiles are multiples of 16 up to 256");
   static_assert(kRowsPerWarp % 16 == 0, "a warp owns whole 16-row mma tiles");
   static_assert(kBlockN % 16 == 0, "P feeds the PV product in 16-column steps");
-  static_assert(kSharedBytes <= kSharedMemoryBudget, "forward tile exceeds the shared-memory budget of sm_86/89/120");
+  static_assert(kSharedBytes <= (kLargeSharedMemory ? kLargeSharedMemoryBudget : kSharedMemoryBudget),
+                "forward tile exceeds its shared-memory budget");
 };
 
 }  // namespace tileflash::cuda::sm80

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -65,6 +66,19 @@ void check_offsets(const char* name, const std::vector<std::int32_t>& offsets, s
 
 void check_cuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw RuntimeError(std::string("tileflash: ") + what + ": " + cudaGetErrorString(status));
+}
+
+int device_shared_memory_per_block() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices] = {};
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  if (device < kMaxDevices && cached[device].load(std::memory_order_relaxed) > 0) return cached[device];
+  int bytes = 0;
+  check_cuda(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+             "querying the device's shared memory per block");
+  if (device < kMaxDevices) cached[device].store(bytes, std::memory_order_relaxed);
+  return bytes;
 }
 
 std::string alignment_unsupported_reason(const ForwardParams& params, const detail::Problem& problem) {

@@ -62,6 +62,9 @@ void check_device_seqlens(const ForwardParams& params, const detail::Problem& pr
 
 AttentionArgs make_attention_args(const ForwardParams& params, const detail::Problem& problem);
 
+// The shared memory a block of the current device may opt into (cached per device).
+int device_shared_memory_per_block();
+
 // Throws tileflash::RuntimeError with the CUDA error string.
 void check_cuda(cudaError_t status, const char* what);
 
