@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/attention_math.h"
 #include "common/philox.h"
@@ -205,7 +206,9 @@ __device__ __forceinline__ void pass_turn(int* semaphore, int next_turn) {
   asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(semaphore), "r"(next_turn) : "memory");
 }
 
-template <int kHeadDim, class Element>
+// kExtras: softcap, bias, ALiBi or dropout present (a separate instantiation keeps the
+// common kernel's loop small).
+template <int kHeadDim, class Element, bool kExtras>
 __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThreads, 1)
     backward_main_kernel(const BackwardKernelParams p) {
   using Traits = BackwardKernelTraits<kHeadDim, Element>;
@@ -290,20 +293,20 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
     const int m_block = m_begin + iteration % blocks_per_head;
     const int m0 = m_block * kBlockM;
 
-    // Per-row statistics of this warp's S rows: lse in log2 units (+inf for rows that see
-    // no key, so P = 0 there) and D.
-    float lse_log2[kSdpMTiles][2], row_dot[kSdpMTiles][2];
+    // Per-row statistics of this warp's S rows: lse (+inf for rows that see no key, so
+    // P = 0 there) and D.
+    float row_lse[kSdpMTiles][2], row_dot[kSdpMTiles][2];
 #pragma unroll
     for (int mi = 0; mi < kSdpMTiles; ++mi)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int i = m0 + sdp_row0 + 16 * mi + 8 * half + g;
-        lse_log2[mi][half] = INFINITY;
+        row_lse[mi][half] = INFINITY;
         row_dot[mi][half] = 0.0f;
         if (i < span.seq_q) {
           const float lse =
               a.lse[b * a.lse_batch_stride + head * a.lse_head_stride + (span.q_row0 + i) * a.lse_row_stride];
-          if (lse != -INFINITY) lse_log2[mi][half] = lse * kLog2e;
+          if (lse != -INFINITY) row_lse[mi][half] = lse;
           row_dot[mi][half] = p.dout_dot_out[head * p.rows_q + span.q_packed0 + i];
         }
       }
@@ -341,62 +344,93 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
 
     // P (dropped and rescaled, for dV) and dS, element by element, into shared memory:
     //   dS = P * (dP * Z - D) * (1 - tanh^2 when capped),  Z = keep / (1 - p).
+    // P = exp(s - lse) subtracts before scaling to log2 units: with logits ~1e4 the
+    // difference keeps its precision, scaled logits would not.
     const bool tile_inside_band = m0 + kBlockM <= span.seq_q && n0 + kBlockN <= span.seq_k &&
                                   mask.allowed(m0, n0 + kBlockN - 1) && mask.allowed(m0 + kBlockM - 1, n0);
-    BiasSlice bias;
-    if (a.bias != nullptr) {
-      const std::int64_t offset = b * a.bias_batch_stride + head * a.bias_head_stride;
-      bias.data = a.bias_is_float32 ? static_cast<const void*>(static_cast<const float*>(a.bias) + offset)
-                                    : static_cast<const void*>(static_cast<const Element*>(a.bias) + offset);
-      bias.is_float32 = a.bias_is_float32;
-      bias.row_stride = a.bias_row_stride;
-      bias.col_stride = a.bias_col_stride;
+    LogitTransform logit{a.scale, a.softcap, BiasSlice{}, 0.0f};
+    std::uint32_t batch_head = 0;
+    if constexpr (kExtras) {
+      if (a.bias != nullptr) {
+        const std::int64_t offset = b * a.bias_batch_stride + head * a.bias_head_stride;
+        logit.bias.data = a.bias_is_float32 ? static_cast<const void*>(static_cast<const float*>(a.bias) + offset)
+                                            : static_cast<const void*>(static_cast<const Element*>(a.bias) + offset);
+        logit.bias.is_float32 = a.bias_is_float32;
+        logit.bias.row_stride = a.bias_row_stride;
+        logit.bias.col_stride = a.bias_col_stride;
+      }
+      if (a.alibi_slopes != nullptr)
+        logit.alibi_slope = a.alibi_slopes[b * a.alibi_batch_stride + head * a.alibi_head_stride];
+      batch_head = static_cast<std::uint32_t>(b * a.heads_q + head);
     }
-    const float alibi_slope =
-        a.alibi_slopes != nullptr ? a.alibi_slopes[b * a.alibi_batch_stride + head * a.alibi_head_stride] : 0.0f;
-    const LogitTransform logit{a.scale, a.softcap, bias, alibi_slope};
-    const std::uint32_t batch_head = static_cast<std::uint32_t>(b * a.heads_q + head);
+    // Two unrolled copies, so tiles inside the band skip the per-element mask. A row's
+    // allowed columns are one interval [first, end) (empty past the sequence's end).
+    const auto scores_to_p_and_ds = [&](auto masked_tag) {
+      constexpr bool kMasked = decltype(masked_tag)::value;
+      int col_first[kSdpMTiles][2], col_end[kSdpMTiles][2];
+      if constexpr (kMasked) {
 #pragma unroll
-    for (int mi = 0; mi < kSdpMTiles; ++mi)
+        for (int mi = 0; mi < kSdpMTiles; ++mi)
 #pragma unroll
-      for (int ni = 0; ni < kSdpNTiles; ++ni)
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int row = sdp_row0 + 16 * mi + 8 * half + g;
-          const int col = sdp_col0 + 8 * ni + 2 * t;
-          const int i = m0 + row;
-          bool keep[2] = {true, true};
-          if (dropout) {
-            // Columns col, col + 1 share one Philox group (col is even, n0 a multiple of 4).
-            const detail::Philox4 bits = detail::dropout_bits(a.dropout_seed, a.dropout_offset, batch_head,
-                                                              static_cast<std::uint32_t>(i),
-                                                              static_cast<std::uint32_t>((n0 + col) >> 2));
-#pragma unroll
-            for (int e = 0; e < 2; ++e)
-              keep[e] = detail::philox_word(bits, ((n0 + col) & 3) + e) >= a.dropout_threshold;
+          for (int half = 0; half < 2; ++half) {
+            const int i = m0 + sdp_row0 + 16 * mi + 8 * half + g;
+            col_first[mi][half] = static_cast<int>(mask.first_col(i));
+            col_end[mi][half] = i < span.seq_q ? static_cast<int>(mask.end_col(i)) : 0;
           }
-          float p_dropped[2], ds[2];
+      }
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int j = n0 + col + e;
-            const float qk = s_acc.value[mi][ni][2 * half + e];
-            const float dp = dp_acc.value[mi][ni][2 * half + e];
-            float prob = 0.0f, chain = 1.0f;
-            if (tile_inside_band || (i < span.seq_q && j < span.seq_k && mask.allowed(i, j))) {
-              const float logit_value = logit.template operator()<Element>(qk, mask, i, j);
-              prob = exp2f(logit_value * kLog2e - lse_log2[mi][half]);
-              if (a.softcap > 0.0f) {
-                const float capped = tanhf(qk * a.scale / a.softcap);
-                chain = 1.0f - capped * capped;
+      for (int mi = 0; mi < kSdpMTiles; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < kSdpNTiles; ++ni)
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int row = sdp_row0 + 16 * mi + 8 * half + g;
+            const int col = sdp_col0 + 8 * ni + 2 * t;
+            const int i = m0 + row;
+            bool keep[2] = {true, true};
+            if constexpr (kExtras) {
+              if (dropout) {
+                // Columns col, col + 1 share one Philox group (col is even, n0 a multiple of 4).
+                const detail::Philox4 bits = detail::dropout_bits(a.dropout_seed, a.dropout_offset, batch_head,
+                                                                  static_cast<std::uint32_t>(i),
+                                                                  static_cast<std::uint32_t>((n0 + col) >> 2));
+#pragma unroll
+                for (int e = 0; e < 2; ++e)
+                  keep[e] = detail::philox_word(bits, ((n0 + col) & 3) + e) >= a.dropout_threshold;
               }
             }
-            const float rescale = keep[e] ? a.dropout_rescale : 0.0f;
-            p_dropped[e] = prob * rescale;
-            ds[e] = prob * (dp * rescale - row_dot[mi][half]) * chain;
+            float p_dropped[2], ds[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int j = n0 + col + e;
+              const float qk = s_acc.value[mi][ni][2 * half + e];
+              const float dp = dp_acc.value[mi][ni][2 * half + e];
+              const float lse = row_lse[mi][half];
+              float prob = 0.0f;
+              if (!kMasked || (j >= col_first[mi][half] && j < col_end[mi][half])) {
+                if constexpr (kExtras) prob = exp2f((logit.template operator()<Element>(qk, mask, i, j) - lse) * kLog2e);
+                else prob = exp2f(fmaf(qk, a.scale, -lse) * kLog2e);
+              }
+              if constexpr (kExtras) {
+                float chain = 1.0f;
+                if (a.softcap > 0.0f) {
+                  const float capped = tanhf(qk * a.scale / a.softcap);
+                  chain = 1.0f - capped * capped;
+                }
+                const float rescale = keep[e] ? a.dropout_rescale : 0.0f;
+                p_dropped[e] = prob * rescale;
+                ds[e] = prob * (dp * rescale - row_dot[mi][half]) * chain;
+              } else {
+                p_dropped[e] = prob;
+                ds[e] = prob * (dp - row_dot[mi][half]);
+              }
+            }
+            *reinterpret_cast<std::uint32_t*>(s_p.at(row, col)) = ptx::pack2<Element>(p_dropped[0], p_dropped[1]);
+            *reinterpret_cast<std::uint32_t*>(s_ds.at(row, col)) = ptx::pack2<Element>(ds[0], ds[1]);
           }
-          *reinterpret_cast<std::uint32_t*>(s_p.at(row, col)) = ptx::pack2<Element>(p_dropped[0], p_dropped[1]);
-          *reinterpret_cast<std::uint32_t*>(s_ds.at(row, col)) = ptx::pack2<Element>(ds[0], ds[1]);
-        }
+    };
+    if (tile_inside_band) scores_to_p_and_ds(std::false_type{});
+    else scores_to_p_and_ds(std::true_type{});
     __syncthreads();  // P and dS complete; no warp reads the other Q/dO buffer any more
 
     if (iteration + 1 < iterations) load_query_block(iteration + 1, buffer ^ 1);

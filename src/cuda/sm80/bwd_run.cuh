@@ -65,7 +65,8 @@ void run_backward_tile(const BackwardKernelParams& call, cudaStream_t stream) {
 
   const std::int64_t key_blocks = (a.seq_k + Traits::kBlockN - 1) / Traits::kBlockN;
   if (key_blocks > 0 && a.batch > 0) {
-    auto* kernel = backward_main_kernel<kHeadDim, Element>;
+    auto* kernel = a.has_logit_extras() ? backward_main_kernel<kHeadDim, Element, true>
+                                        : backward_main_kernel<kHeadDim, Element, false>;
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes),
                "backward shared memory opt-in");
     const dim3 grid(static_cast<unsigned>(key_blocks), static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(a.batch));
