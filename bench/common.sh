@@ -1,0 +1,50 @@
+# Shell helpers shared by the bench/run_*.sh scripts (sourced, not run).
+
+bench_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# The commit being measured: git where the checkout has its history, else
+# $TILEFLASH_COMMIT (the GPU machine gets a copy of the tree without .git).
+bench_commit() {
+  local commit
+  if commit="$(git -C "$bench_root" rev-parse --short=12 HEAD 2>/dev/null)"; then
+    git -C "$bench_root" diff --quiet HEAD -- 2>/dev/null || commit+="+uncommitted"
+    echo "$commit"
+  else
+    echo "${TILEFLASH_COMMIT:-unknown}"
+  fi
+}
+
+bench_gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1; }
+bench_cpu_name() { grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+# "NVIDIA H200" -> "nvidia-h200", for file names.
+bench_slug() { echo "$1" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-//; s/-$//'; }
+
+# bench_build BUILD_DIR CUDA(ON|OFF) [extra cmake args...]: configure and build tileflash-bench.
+bench_build() {
+  local build_dir="$1" cuda="$2"
+  shift 2
+  cmake -S "$bench_root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEFLASH_BUILD_TESTS=OFF \
+    -DTILEFLASH_CUDA="$cuda" "$@" >/dev/null
+  cmake --build "$build_dir" --parallel "${TILEFLASH_JOBS:-$(nproc)}" --target tileflash-bench
+}
+
+# bench_merge OUT DEVICE COMMAND IN.csv...: one CSV with a header comment naming the
+# device, date, commit and command, then the column line once, then every row.
+bench_merge() {
+  local out="$1" device="$2" command="$3"
+  shift 3
+  {
+    echo "# device: $device"
+    echo "# host cpu: $(bench_cpu_name) ($(nproc) threads)"
+    echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "# commit: $(bench_commit)"
+    echo "# command: $command"
+    head -n1 "$1"
+    for csv in "$@"; do tail -n +2 "$csv"; done
+  } >"$out"
+}
+
+# Copy results where the device tool brings files back from, when run there.
+bench_export() {
+  if [[ -n "${OUT:-}" && -d "${OUT:-}" ]]; then cp "$@" "$OUT"/; fi
+}
