@@ -46,5 +46,9 @@ bench_merge() {
 
 # Copy results where the device tool brings files back from, when run there.
 bench_export() {
-  if [[ -n "${OUT:-}" && -d "${OUT:-}" ]]; then cp "$@" "$OUT"/; fi
+  [[ -n "${OUT:-}" && -d "${OUT:-}" ]] || return 0
+  local file
+  for file in "$@"; do
+    [[ "$(cd "$(dirname "$file")" && pwd)" == "$(cd "$OUT" && pwd)" ]] || cp "$file" "$OUT"/
+  done
 }
