@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -11,6 +12,17 @@
 
 namespace tileflash::cpu {
 namespace {
+
+// Passes of one call follow each other within microseconds (packing, then the tiles):
+// threads poll this long for the next job before they sleep, so a pass does not pay
+// an OS wake-up per thread.
+constexpr std::chrono::microseconds kSpinBeforeSleep{200};
+
+template <class Ready>
+void spin_until(Ready ready) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinBeforeSleep;
+  while (!ready() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+}
 
 class ThreadPool {
  public:
@@ -42,14 +54,15 @@ class ThreadPool {
       num_tasks_ = num_tasks;
       next_.store(0, std::memory_order_relaxed);
       active_helpers_ = helpers;
-      pending_helpers_ = helpers;
+      pending_helpers_.store(helpers, std::memory_order_relaxed);
       error_ = nullptr;
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     work(0);
+    spin_until([this] { return pending_helpers_.load(std::memory_order_acquire) == 0; });
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_helpers_ == 0; });
+    done_.wait(lock, [this] { return pending_helpers_.load(std::memory_order_relaxed) == 0; });
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -73,15 +86,16 @@ class ThreadPool {
   void worker_loop(int thread) {
     std::uint64_t seen = 0;
     for (;;) {
+      spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || (generation_ != seen && thread <= active_helpers_); });
+        wake_.wait(lock, [&] { return stopping_ || (generation_.load() != seen && thread <= active_helpers_); });
         if (stopping_) return;
-        seen = generation_;
+        seen = generation_.load();
       }
       work(thread);
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_helpers_ == 0) done_.notify_one();
+      if (pending_helpers_.fetch_sub(1, std::memory_order_acq_rel) == 1) done_.notify_one();
     }
   }
 
@@ -92,8 +106,9 @@ class ThreadPool {
   const std::function<void(std::int64_t, int)>* task_ = nullptr;
   std::int64_t num_tasks_ = 0;
   std::atomic<std::int64_t> next_{0};
-  int active_helpers_ = 0, pending_helpers_ = 0;
-  std::uint64_t generation_ = 0;
+  int active_helpers_ = 0;
+  std::atomic<int> pending_helpers_{0};
+  std::atomic<std::uint64_t> generation_{0};
   bool stopping_ = false;
   std::exception_ptr error_;
 };

@@ -62,7 +62,7 @@ struct BackwardTileArgs {
   float* scratch = nullptr;  // kBackwardScratchFloats
 };
 
-inline constexpr std::int64_t kForwardScratchFloats = kBlockQ * kBlockK + 2 * kBlockQ;
+inline constexpr std::int64_t kForwardScratchFloats = kBlockQ * kBlockK + 5 * kBlockQ;
 inline constexpr std::int64_t kBackwardScratchFloats = 4 * kBlockQ * kBlockK;
 
 struct KernelSet {

@@ -13,18 +13,31 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// How a product treats the C it writes.
+struct Output {
+  float* c;
+  std::int64_t ldc;
+  bool accumulate;                     // C += A B, else C = A B
+  const float* row_scale = nullptr;    // with accumulate: C = diag(row_scale) C + A B
+};
+
 // C (m x n) (+)= A (m x depth) * B (depth x n) for an m x (vectors * width) block.
 // A is read element by element (broadcast), so any strides work: a(r, t) =
-// a[r * a_row + t * a_depth]; B rows have stride ldb; C rows ldc.
+// a[r * a_row + t * a_depth]; B rows have stride ldb.
 template <int Rows, int Vectors>
-TILEFLASH_TARGET inline void product_block(std::int64_t depth, const float* a, std::int64_t a_row, std::int64_t a_depth,
-                          const float* b, std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate) {
+TILEFLASH_TARGET inline void product_block(std::int64_t depth, const float* a, std::int64_t a_row,
+                                           std::int64_t a_depth, const float* b, std::int64_t ldb, Output out) {
   Vec acc[Rows][Vectors];
 #pragma GCC unroll 16
-  for (int r = 0; r < Rows; ++r)
+  for (int r = 0; r < Rows; ++r) {
+    const Vec scale = Vec::broadcast(out.row_scale ? out.row_scale[r] : 1.0f);
 #pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v)
-      acc[r][v] = accumulate ? Vec::load(c + r * ldc + v * Vec::width) : Vec::zero();
+    for (int v = 0; v < Vectors; ++v) {
+      if (!out.accumulate) acc[r][v] = Vec::zero();
+      else if (out.row_scale) acc[r][v] = Vec::load(out.c + r * out.ldc + v * Vec::width) * scale;
+      else acc[r][v] = Vec::load(out.c + r * out.ldc + v * Vec::width);
+    }
+  }
   for (std::int64_t t = 0; t < depth; ++t) {
     Vec bv[Vectors];
 #pragma GCC unroll 4
@@ -40,38 +53,40 @@ TILEFLASH_TARGET inline void product_block(std::int64_t depth, const float* a, s
 #pragma GCC unroll 16
   for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) acc[r][v].store(c + r * ldc + v * Vec::width);
+    for (int v = 0; v < Vectors; ++v) acc[r][v].store(out.c + r * out.ldc + v * Vec::width);
 }
 
 template <int Vectors, int Rows = kRowBlock>
 TILEFLASH_TARGET inline void product_rows(std::int64_t rows, std::int64_t depth, const float* a, std::int64_t a_row,
-                         std::int64_t a_depth, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
-                         bool accumulate) {
+                                          std::int64_t a_depth, const float* b, std::int64_t ldb, Output out) {
   if constexpr (Rows > 0) {
-    for (; rows >= Rows; rows -= Rows, a += Rows * a_row, c += Rows * ldc)
-      product_block<Rows, Vectors>(depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
-    if (rows > 0) product_rows<Vectors, Rows - 1>(rows, depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
+    for (; rows >= Rows; rows -= Rows, a += Rows * a_row) {
+      product_block<Rows, Vectors>(depth, a, a_row, a_depth, b, ldb, out);
+      out.c += Rows * out.ldc;
+      if (out.row_scale) out.row_scale += Rows;
+    }
+    if (rows > 0) product_rows<Vectors, Rows - 1>(rows, depth, a, a_row, a_depth, b, ldb, out);
   }
 }
 
 template <int Vectors = kColVectors>
 TILEFLASH_TARGET inline void product_cols(std::int64_t rows, std::int64_t cols, std::int64_t depth, const float* a,
-                         std::int64_t a_row, std::int64_t a_depth, const float* b, std::int64_t ldb, float* c,
-                         std::int64_t ldc, bool accumulate) {
+                                          std::int64_t a_row, std::int64_t a_depth, const float* b, std::int64_t ldb,
+                                          Output out) {
   if constexpr (Vectors > 0) {
     constexpr std::int64_t block = Vectors * Vec::width;
-    for (; cols >= block; cols -= block, b += block, c += block)
-      product_rows<Vectors>(rows, depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
-    if (cols > 0) product_cols<Vectors - 1>(rows, cols, depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
+    for (; cols >= block; cols -= block, b += block, out.c += block)
+      product_rows<Vectors>(rows, depth, a, a_row, a_depth, b, ldb, out);
+    if (cols > 0) product_cols<Vectors - 1>(rows, cols, depth, a, a_row, a_depth, b, ldb, out);
   }
 }
 
-// C (rows x cols) (+)= A * B; cols is a multiple of the vector width. With depth 0 and
-// accumulate == false, C becomes zero.
-TILEFLASH_TARGET inline void product(std::int64_t rows, std::int64_t cols, std::int64_t depth, const float* a, std::int64_t a_row,
-                    std::int64_t a_depth, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
-                    bool accumulate) {
-  product_cols(rows, cols, depth, a, a_row, a_depth, b, ldb, c, ldc, accumulate);
+// C (rows x cols) (+)= A * B; cols is a multiple of the vector width. Column blocks outside,
+// so a block of B stays in L1 while every row block passes over it.
+TILEFLASH_TARGET inline void product(std::int64_t rows, std::int64_t cols, std::int64_t depth, const float* a,
+                                     std::int64_t a_row, std::int64_t a_depth, const float* b, std::int64_t ldb,
+                                     Output out) {
+  product_cols(rows, cols, depth, a, a_row, a_depth, b, ldb, out);
 }
 
 // Whether every (row, col) of the tile is inside the band and the sequence, so the
@@ -124,15 +139,18 @@ TILEFLASH_TARGET void apply_dropout(const Logits& lg, std::int64_t i, std::int64
 
 TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {
   constexpr int W = Vec::width;
+  static_assert(kBlockQ % W == 0, "row statistics are processed a vector of rows at a time");
   const std::int64_t pd = a.padded_dim;
   const detail::BandMask& mask = a.logits.mask;
   float* s = a.scratch;
-  float* row_max = s + kBlockQ * kBlockK;
-  float* row_sum = row_max + kBlockQ;
-  for (std::int64_t r = 0; r < a.rows; ++r) {
-    row_max[r] = kNegInf;
-    row_sum[r] = 0.0f;
-  }
+  float* row_max = s + kBlockQ * kBlockK;  // running maximum (-inf until a row sees a key)
+  float* row_sum = row_max + kBlockQ;      // running normaliser, relative to row_max
+  float* shift = row_sum + kBlockQ;        // this tile's exponent shift (the new maximum, 0 if -inf)
+  float* rescale = shift + kBlockQ;        // exp(old maximum - new maximum)
+  float* new_max = rescale + kBlockQ;      // running maximum including this tile
+  std::fill(row_max, row_max + kBlockQ, kNegInf);
+  std::fill(row_sum, row_sum + kBlockQ, 0.0f);
+  std::fill(shift, shift + kBlockQ, 0.0f);
   std::fill(a.out, a.out + a.rows * pd, 0.0f);
 
   // Key tiles that any row of this query tile may attend.
@@ -140,39 +158,39 @@ TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {
   const std::int64_t tile_begin = first / kBlockK, tile_end = (end + kBlockK - 1) / kBlockK;
   for (std::int64_t kt = tile_begin; kt < tile_end; ++kt) {
     const std::int64_t col0 = kt * kBlockK;
-    product(a.rows, kBlockK, a.head_dim, a.q, pd, 1, a.k_cols + kt * a.head_dim * kBlockK, kBlockK, s, kBlockK,
-            false);
+    product(a.rows, kBlockK, a.head_dim, a.q, pd, 1, a.k_cols + kt * a.head_dim * kBlockK, kBlockK,
+            {s, kBlockK, false});
     apply_logit_terms(a.logits, a.row0, a.rows, col0, s, nullptr);
+    // Row maxima first, then the rescale factors a vector of rows at a time: the
+    // horizontal reductions of different rows overlap and no scalar exp is needed.
     for (std::int64_t r = 0; r < a.rows; ++r) {
-      float* row = s + r * kBlockK;
+      const float* row = s + r * kBlockK;
       Vec vmax = Vec::load(row);
       for (std::int64_t c = W; c < kBlockK; c += W) vmax = max(vmax, Vec::load(row + c));
-      const float tile_max = vmax.reduce_max();
-      const float new_max = std::max(row_max[r], tile_max);
-      if (new_max == kNegInf) {
-        std::fill(row, row + kBlockK, 0.0f);
-        continue;
-      }
-      const Vec shift = Vec::broadcast(new_max);
+      new_max[r] = std::max(row_max[r], vmax.reduce_max());
+      shift[r] = new_max[r] == kNegInf ? 0.0f : new_max[r];
+    }
+    for (std::int64_t r = 0; r < kBlockQ; r += W) {
+      const Vec factor = (Vec::load(row_max + r) - Vec::load(shift + r)).exp();
+      factor.store(rescale + r);
+      (Vec::load(row_sum + r) * factor).store(row_sum + r);
+    }
+    for (std::int64_t r = 0; r < a.rows; ++r) {
+      float* row = s + r * kBlockK;
+      const Vec vshift = Vec::broadcast(shift[r]);
       Vec vsum = Vec::zero();
       for (std::int64_t c = 0; c < kBlockK; c += W) {
-        const Vec p = (Vec::load(row + c) - shift).exp();
+        const Vec p = (Vec::load(row + c) - vshift).exp();
         p.store(row + c);
         vsum = vsum + p;
       }
-      if (row_max[r] != new_max) {
-        const float alpha = std::exp(row_max[r] - new_max);
-        row_sum[r] *= alpha;
-        const Vec va = Vec::broadcast(alpha);
-        float* o = a.out + r * pd;
-        for (std::int64_t c = 0; c < pd; c += W) (Vec::load(o + c) * va).store(o + c);
-        row_max[r] = new_max;
-      }
       row_sum[r] += vsum.reduce_add();
+      row_max[r] = new_max[r];
       // The normaliser counts dropped entries too; 1 / (1 - p) is applied at the end.
       if (a.logits.has_dropout) apply_dropout(a.logits, a.row0 + r, col0, row, row, 1.0f);
     }
-    product(a.rows, pd, kBlockK, s, kBlockK, 1, a.v_rows + kt * kBlockK * pd, pd, a.out, pd, true);
+    // O = diag(rescale) O + P V
+    product(a.rows, pd, kBlockK, s, kBlockK, 1, a.v_rows + kt * kBlockK * pd, pd, {a.out, pd, true, rescale});
   }
   for (std::int64_t r = 0; r < a.rows; ++r) {
     float* o = a.out + r * pd;
@@ -195,7 +213,7 @@ TILEFLASH_TARGET void backward_tile(const BackwardTileArgs& a) {
   float* ds = p_kept + kBlockQ * kBlockK;     // dP, then dS
   float* tanh_s = ds + kBlockQ * kBlockK;     // softcap only
 
-  product(a.rows, kBlockK, d, a.q, pd, 1, a.k_cols, kBlockK, p, kBlockK, false);
+  product(a.rows, kBlockK, d, a.q, pd, 1, a.k_cols, kBlockK, {p, kBlockK, false});
   apply_logit_terms(a.logits, a.row0, a.rows, a.col0, p, tanh_s);
   for (std::int64_t r = 0; r < a.rows; ++r) {
     float* row = p + r * kBlockK;
@@ -213,9 +231,9 @@ TILEFLASH_TARGET void backward_tile(const BackwardTileArgs& a) {
     pv = p_kept;
   }
   // dV += P_kept^T dO
-  product(kBlockK, pd, a.rows, pv, 1, kBlockK, a.dout, pd, a.dv, pd, true);
+  product(kBlockK, pd, a.rows, pv, 1, kBlockK, a.dout, pd, {a.dv, pd, true});
   // dP = dO V^T
-  product(a.rows, kBlockK, d, a.dout, pd, 1, a.v_cols, kBlockK, ds, kBlockK, false);
+  product(a.rows, kBlockK, d, a.dout, pd, 1, a.v_cols, kBlockK, {ds, kBlockK, false});
   for (std::int64_t r = 0; r < a.rows; ++r) {
     float* g = ds + r * kBlockK;
     const float* pr = p + r * kBlockK;
@@ -235,8 +253,8 @@ TILEFLASH_TARGET void backward_tile(const BackwardTileArgs& a) {
     }
   }
   // dK += dS^T (scale q); dQ += dS K
-  product(kBlockK, pd, a.rows, ds, 1, kBlockK, a.q, pd, a.dk, pd, true);
-  product(a.rows, pd, kBlockK, ds, kBlockK, 1, a.k_rows, pd, a.dq, pd, true);
+  product(kBlockK, pd, a.rows, ds, 1, kBlockK, a.q, pd, {a.dk, pd, true});
+  product(a.rows, pd, kBlockK, ds, kBlockK, 1, a.k_rows, pd, {a.dq, pd, true});
 }
 
 }  // namespace

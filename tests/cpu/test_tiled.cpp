@@ -153,6 +153,16 @@ TEST_P(Tiled, LowPrecisionDtypesAndLayouts) {
   check(c, ++seed);
 }
 
+// All logits exactly 0: the running maximum is 0.0 from the first key tile on.
+TEST_P(Tiled, ZeroLogitsOverManyKeyTiles) {
+  CaseConfig config = shape(200, 300, 32);
+  config.window_left = 150;
+  AttentionCase c(config, 95);
+  c.q.fill(0.0);
+  expect_forward_matches_reference(c, Backend::cpu);
+  expect_backward_matches_reference(c, Backend::cpu);
+}
+
 TEST_P(Tiled, HugeLogitsDoNotOverflow) {
   CaseConfig config = shape(40, 70, 16);
   config.input_stddev = 100.0;  // logits of magnitude ~1e4: P is one-hot
