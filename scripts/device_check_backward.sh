@@ -2,7 +2,7 @@
 # One device call for the CUDA backward: build for sm_90, run the backward GPU tests, time
 # tileflash's backward against PyTorch SDPA's flash backend (FA2) on the ANCHORS grid
 # (bf16, b*s = 16384 tokens, hidden 2048, d = 64/128/256, causal and not). Logs go to $OUT.
-# Usage: scripts/device_check_backward.sh [tests] [timing] [sanitizer]  (default: tests timing)
+# Usage: scripts/device_check_backward.sh [tests] [timing] [profile] [sanitizer]  (default: tests timing)
 # GoogleTest: the system's, else sources carried in .carry/googletest (ignored by git).
 set -uo pipefail
 OUT=${OUT:-/tmp/tileflash-device}
@@ -23,15 +23,8 @@ cmake -S . -B $build -G Ninja -DTILEFLASH_CUDA=ON -DTILEFLASH_CUDA_ARCHS=90 -DTI
   ninja -C $build -j16 tileflash_tests >> "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
 grep -A2 "Compiling entry function '.*backward_main_kernel" "$OUT/build.log" | grep -E "registers|spill" | sort | uniq -c
 
-for step in $steps; do
-  case $step in
-    tests)
-      timeout 420 $build/tests/tileflash_tests --gtest_filter='CudaBackward*' > "$OUT/tests.log" 2>&1
-      echo "tests rc=$?"
-      grep -E "^\[  (FAILED|PASSED|SKIPPED) |^\[       OK|Failure|error:|rel|Which is" "$OUT/tests.log" | head -60
-      ;;
-    timing)
-      cat > $build/backward_timing.cpp <<'EOF'
+# The timing harness (tileflash backward only), shared by the timing and profile steps.
+cat > $build/backward_timing.cpp <<'EOF'
 // tileflash backward on the ANCHORS grid: median of CUDA-event timings, L2 flushed before
 // each repetition. CSV: d,causal,seq,batch,heads,ms,tflops.
 #include <cuda_runtime.h>
@@ -40,6 +33,7 @@ for step in $steps; do
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <exception>
@@ -51,8 +45,10 @@ for step in $steps; do
 
 static std::uint16_t to_bf16(float f) { std::uint32_t b; std::memcpy(&b, &f, 4); return static_cast<std::uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16); }
 
-int main() {
+// No arguments: the whole grid. "d causal seq": that point alone (for the profiler).
+int main(int argc, char** argv) {
   using namespace tileflash;
+  const bool one_point = argc == 4;
   const std::int64_t tokens = 16384, hidden = 2048, elements = tokens * hidden;
   std::vector<std::uint16_t> host(elements);
   std::mt19937 rng(7);
@@ -72,7 +68,8 @@ int main() {
     for (int causal : {0, 1})
       for (std::int64_t seq : {1024, 2048, 4096, 8192, 16384})
         for (bool deterministic : {false, true}) {
-          if (deterministic && seq != 4096) continue;
+          if (deterministic && (seq != 4096 || one_point)) continue;
+          if (one_point && (d != std::atoi(argv[1]) || causal != std::atoi(argv[2]) || seq != std::atoll(argv[3]))) continue;
           const std::int64_t batch = tokens / seq, heads = hidden / d;
           BackwardParams p;
           auto view = [&](void* data) { return TensorView::contiguous(data, DType::bfloat16, {batch, seq, heads, d}, DeviceType::cuda); };
@@ -112,6 +109,24 @@ int main() {
   return 0;
 }
 EOF
+build_timing() {
+  g++ -O2 -std=c++17 $build/backward_timing.cpp -Iinclude $build/libtileflash.a -I/usr/local/cuda/include \
+    -L/usr/local/cuda/lib64 -lcudart -lpthread -o $build/backward_timing
+}
+
+for step in $steps; do
+  case $step in
+    tests)
+      # Deterministic mode waits on other CTAs: a short limit of its own, in case it hangs.
+      timeout 200 $build/tests/tileflash_tests --gtest_filter='CudaBackward*:-CudaBackward.Deterministic*' > "$OUT/tests.log" 2>&1
+      echo "tests rc=$?"
+      timeout 60 $build/tests/tileflash_tests --gtest_filter='CudaBackward.Deterministic*' > "$OUT/tests_deterministic.log" 2>&1
+      echo "deterministic tests rc=$?"
+      cat "$OUT/tests.log" "$OUT/tests_deterministic.log" |
+        grep -E "^\[  (FAILED|PASSED|SKIPPED) |^\[       OK|Failure|error|Which is|differs" | head -60
+      ;;
+    timing)
+      build_timing || exit 1
       cat > $build/sdpa_backward_timing.py <<'EOF'
 # PyTorch SDPA flash backend backward on the same grid, same timing method.
 import sys, torch
@@ -142,10 +157,8 @@ for d in (64, 128, 256):
             flops = 2.5 * 4.0 * b * h * seq * seq * d / (2 if causal else 1)
             print(f"{d},{causal},{seq},{ms:.4f},{flops / ms / 1e9:.1f}", flush=True)
 EOF
-      g++ -O2 -std=c++17 $build/backward_timing.cpp -Iinclude $build/libtileflash.a -I/usr/local/cuda/include \
-        -L/usr/local/cuda/lib64 -lcudart -lpthread -o $build/backward_timing || exit 1
-      timeout 200 $build/backward_timing > "$OUT/tileflash_backward.csv" 2>&1; echo "timing rc=$?"
-      timeout 200 python3 $build/sdpa_backward_timing.py > "$OUT/sdpa_flash_backward.csv" 2>&1; echo "sdpa rc=$?"
+      timeout 100 $build/backward_timing > "$OUT/tileflash_backward.csv" 2>&1; echo "timing rc=$?"
+      timeout 100 python3 $build/sdpa_backward_timing.py > "$OUT/sdpa_flash_backward.csv" 2>&1; echo "sdpa rc=$?"
       python3 - "$OUT/tileflash_backward.csv" "$OUT/sdpa_flash_backward.csv" <<'EOF' | tee "$OUT/ratios.csv"
 import csv, sys
 ours = {}
@@ -159,6 +172,15 @@ for r in csv.DictReader(open(sys.argv[2])):
         print(f"{key[0]},{key[1]},{key[2]},{ours[key]:.1f},{float(r['tflops']):.1f},{ours[key] / float(r['tflops']):.3f}")
 EOF
       grep ",1$" "$OUT/tileflash_backward.csv"
+      ;;
+    profile)
+      build_timing || exit 1
+      # Stall reasons of the main kernel at one point of the grid (d=128, non-causal, 4096).
+      timeout 200 ncu --clock-control none -k regex:backward_main_kernel --launch-skip 3 --launch-count 1 \
+        --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
+        --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy --section InstructionStats \
+        $build/backward_timing 128 0 4096 > "$OUT/ncu.txt" 2>&1
+      echo "ncu rc=$?"; grep -E "Stall|Issue|Warp Cycles|Throughput|Pipe|Bank|Registers|Executed Ipc|Active Warps|Eligible" "$OUT/ncu.txt" | head -60
       ;;
     sanitizer)
       for tool in memcheck racecheck; do

@@ -484,38 +484,40 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
     int* const semaphore =
         p.deterministic ? p.dq_semaphore + (static_cast<std::int64_t>(b) * a.heads_q + head) * p.m_blocks + m_block
                         : nullptr;
+    // Calls add(destination, x, y) for this lane's dQ pairs inside the sequence.
+    const auto for_each_dq_pair = [&](auto add) {
+#pragma unroll
+      for (int mi = 0; mi < kDqMTiles; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < kDqNTiles; ++ni)
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int row = dq_row0 + 16 * mi + 8 * half + g;
+            const int col = dq_col0 + 8 * ni + 2 * t;
+            if (m0 + row < span.seq_q && col < a.head_dim)
+              add(dq_block + row * dq_row_stride + col, dq_acc.value[mi][ni][2 * half], dq_acc.value[mi][ni][2 * half + 1]);
+          }
+    };
     if (p.deterministic) {
       if (threadIdx.x == 0) wait_for_turn(semaphore, n_block);
       __syncthreads();
-    }
-#pragma unroll
-    for (int mi = 0; mi < kDqMTiles; ++mi)
-#pragma unroll
-      for (int ni = 0; ni < kDqNTiles; ++ni)
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int row = dq_row0 + 16 * mi + 8 * half + g;
-          const int col = dq_col0 + 8 * ni + 2 * t;
-          if (m0 + row >= span.seq_q || col >= a.head_dim) continue;
-          float* dst = dq_block + row * dq_row_stride + col;
-          const float x = dq_acc.value[mi][ni][2 * half], y = dq_acc.value[mi][ni][2 * half + 1];
-          if (p.deterministic) {
-            // The previous key block's sums are in L2 (published with release/acquire).
-            const float2 old = __ldcg(reinterpret_cast<const float2*>(dst));
-            __stcg(reinterpret_cast<float2*>(dst), make_float2(old.x + x, old.y + y));
-          } else {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-            atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
-#else
-            atomicAdd(dst, x);
-            atomicAdd(dst + 1, y);
-#endif
-          }
-        }
-    if (p.deterministic) {
+      // The previous key block's sums are in L2 (published with release/acquire).
+      for_each_dq_pair([](float* dst, float x, float y) {
+        const float2 old = __ldcg(reinterpret_cast<const float2*>(dst));
+        __stcg(reinterpret_cast<float2*>(dst), make_float2(old.x + x, old.y + y));
+      });
       __threadfence();
       __syncthreads();
       if (threadIdx.x == 0) pass_turn(semaphore, n_block + 1);
+    } else {
+      for_each_dq_pair([](float* dst, float x, float y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
+#else
+        atomicAdd(dst, x);
+        atomicAdd(dst + 1, y);
+#endif
+      });
     }
   }
   ptx::cp_async_wait<0>();  // a key block that meets no query block still loaded K and V
