@@ -105,6 +105,29 @@ def mask(*, batch_size, q_length, kv_length, mask_function, attention_mask=None,
                      attention_mask=attention_mask, **kwargs)
 
 
+def _answer_flash_imports(name):
+    """transformers takes every implementation whose name contains "flash" for a flash-attn
+    flavour and, when a model is built or switched to it, imports that flavour's
+    flash_attn_func / flash_attn_varlen_func (from a package or the kernels hub). For our
+    name it gets tileflash's own functions, which have flash-attn 2.x signatures."""
+    import transformers.modeling_flash_attention_utils as flash_utils
+
+    imports = getattr(flash_utils, "_lazy_imports", None)
+    if imports is None or getattr(imports, "tileflash_names", None) is not None:
+        if imports is not None:
+            imports.tileflash_names.add(name)
+        return
+
+    def lazy_imports(implementation, *args, **kwargs):
+        if implementation in lazy_imports.tileflash_names:
+            return (functional.flash_attn_func, functional.flash_attn_varlen_func, None, flash_utils._pad_input,
+                    flash_utils._unpad_input)
+        return imports(implementation, *args, **kwargs)
+
+    lazy_imports.tileflash_names = {name}
+    flash_utils._lazy_imports = lazy_imports
+
+
 def register(name=NAME):
     """Make ``attn_implementation=name`` ("tileflash" by default) available to every transformers model."""
     from transformers import AttentionInterface
@@ -112,6 +135,8 @@ def register(name=NAME):
 
     AttentionInterface.register(name, attention_forward)
     AttentionMaskInterface.register(name, mask)
+    if "flash" in name:
+        _answer_flash_imports(name)
     return name
 
 
