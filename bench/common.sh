@@ -25,7 +25,12 @@ bench_build() {
   shift 2
   cmake -S "$bench_root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEFLASH_BUILD_TESTS=OFF \
     -DTILEFLASH_CUDA="$cuda" "$@" >/dev/null
-  cmake --build "$build_dir" --parallel "${TILEFLASH_JOBS:-$(nproc)}" --target tileflash-bench
+  echo "building tileflash-bench in $build_dir (log: $build_dir/build.log)" >&2
+  if ! cmake --build "$build_dir" --parallel "${TILEFLASH_JOBS:-$(nproc)}" --target tileflash-bench \
+      >"$build_dir/build.log" 2>&1; then
+    tail -n 60 "$build_dir/build.log" >&2
+    return 1
+  fi
 }
 
 # bench_merge OUT DEVICE COMMAND IN.csv...: one CSV with a header comment naming the

@@ -6,7 +6,7 @@
       (head_dim, causal, direction).
   plot.py memory RESULTS.csv [...] -o memory.png
       peak extra memory against sequence length, one line per backend, one panel per
-      direction, log-log. Points a backend could not run (out of memory: no time,
+      direction, log-log (symmetric-log near 0, so 0 bytes shows). Points a backend could not run (out of memory: no time,
       peak_bytes = what it would have needed) are drawn as hollow markers.
 """
 import argparse
@@ -83,7 +83,7 @@ def plot_memory(rows, output):
                 if r["backend"] != backend or r["direction"] != direction:
                     continue
                 point = (int(r["seq_q"]), number(r["peak_bytes"]) / 2**20)
-                if math.isnan(point[1]) or point[1] <= 0:
+                if math.isnan(point[1]) or point[1] < 0:
                     continue
                 (failed if math.isnan(number(r["ms_median"])) else ran).append(point)
             if ran:
@@ -92,7 +92,9 @@ def plot_memory(rows, output):
                 ax.plot(*zip(*sorted(failed)), marker="o", linestyle="none", markerfacecolor="none",
                         color=colors[backend], label=f"{backend} (out of memory: would need)")
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        # symlog keeps a backend that allocates nothing (0 bytes) on the chart.
+        ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_ylim(bottom=0)
         ax.set_title(f"peak extra memory, {direction}")
         ax.set_xlabel("sequence length")
         ax.set_ylabel("MiB")

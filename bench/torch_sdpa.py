@@ -20,6 +20,7 @@ Causal masks are aligned to the bottom-right corner (flash-attn >= 2.1, tileflas
 is_causal for seq_q == seq_k, torch.nn.attention.bias.causal_lower_right otherwise.
 """
 import argparse
+import contextlib
 import csv
 import math
 import os
@@ -204,20 +205,23 @@ def run_case(backend, c, inputs, timer, args):
         forward()
         backward()
 
-    if direction == "bwd":
-        forward()
     operation = {"fwd": forward, "bwd": backward, "fwd+bwd": forward_backward}[direction]
 
     if device == "cpu":
-        kernel = "cpu"
-        times = timer.time(operation, args.reps, args.warmup)
-        peak = -1
+        kernel, backend_context = "cpu", contextlib.nullcontext()
     else:
-        name, kernel = GPU_BACKENDS[backend]
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        with sdpa_kernel(getattr(SDPBackend, name)):
-            times = timer.time(operation, args.reps, args.warmup)
+        name, kernel = GPU_BACKENDS[backend]
+        backend_context = sdpa_kernel(getattr(SDPBackend, name))
+    # The forward that a timed backward differentiates runs under the same backend
+    # restriction: autograd records the backward of whichever kernel ran forward.
+    with backend_context:
+        if direction == "bwd":
+            forward()
+        times = timer.time(operation, args.reps, args.warmup)
+        peak = -1
+        if device == "cuda":
             # One more run for memory, with the previous results dropped first (the
             # backward keeps the forward's output and autograd graph it needs).
             state.pop("grads", None)
