@@ -116,15 +116,17 @@ void pack_rows(const HeadRows& src, std::int64_t first, std::int64_t count, std:
 void pack_key_tile(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, std::int64_t head_dim,
                    std::int64_t padded_dim, float* cols, float* rows) {
   const std::int64_t first = tile * kBlockK, count = std::min(kBlockK, seq_k - first);
-  if (cols) std::fill(cols, cols + head_dim * kBlockK, 0.0f);
-  if (rows) std::fill(rows, rows + kBlockK * padded_dim, 0.0f);
-  std::vector<float> row(padded_dim);
+  std::vector<float> row(padded_dim, 0.0f);
   for (std::int64_t j = 0; j < count; ++j) {
     src.load_row(first + j, head_dim, row.data());
     if (cols)
       for (std::int64_t c = 0; c < head_dim; ++c) cols[c * kBlockK + j] = row[c];
-    if (rows) std::copy(row.begin(), row.begin() + head_dim, rows + j * padded_dim);
+    if (rows) std::copy(row.begin(), row.end(), rows + j * padded_dim);
   }
+  // Keys past the sequence must be exact zeros: 0 * garbage could be NaN.
+  if (cols)
+    for (std::int64_t c = 0; c < head_dim; ++c) std::fill(cols + c * kBlockK + count, cols + (c + 1) * kBlockK, 0.0f);
+  if (rows) std::fill(rows + count * padded_dim, rows + kBlockK * padded_dim, 0.0f);
 }
 
 // Packed key/value tiles of every (kv head, sequence): which layouts are filled depends on the pass.
@@ -263,8 +265,10 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
   const std::int64_t per_thread = 2 * kBlockK * pd + kBackwardScratchFloats;
   Workspace scratch(per_thread * threads);
 
+  // Chunk-major order: under a causal mask the first key tiles see the most query rows,
+  // so the chunks that hold them (lower indices) go first.
   parallel_for(pairs * chunks, threads, [&](std::int64_t task, int thread) {
-    const std::int64_t chunk = task % chunks, pair = task / chunks;
+    const std::int64_t chunk = task / pairs, pair = task % pairs;
     const std::int64_t b = pair % problem.batch, g = pair / problem.batch;
     const Sequence& seq = layout.sequences[b];
     float* dk = scratch.data() + per_thread * thread;
