@@ -175,12 +175,16 @@ EOF
       ;;
     profile)
       build_timing || exit 1
-      # Stall reasons of the main kernel at one point of the grid (d=128, non-causal, 4096).
-      timeout 200 ncu --clock-control none -k regex:backward_main_kernel --launch-skip 3 --launch-count 1 \
-        --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
-        --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy --section InstructionStats \
-        $build/backward_timing 128 0 4096 > "$OUT/ncu.txt" 2>&1
-      echo "ncu rc=$?"; grep -E "Stall|Issue|Warp Cycles|Throughput|Pipe|Bank|Registers|Executed Ipc|Active Warps|Eligible" "$OUT/ncu.txt" | head -60
+      # Stall reasons (cycles per issued instruction) of the main kernel, non-causal 4096.
+      for d in 64 128 256; do
+        timeout 100 ncu --clock-control none -k regex:backward_main_kernel --launch-skip 3 --launch-count 1 \
+          --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section SchedulerStats \
+          --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,smsp__inst_executed_op_ldsm.sum \
+          $build/backward_timing $d 0 4096 > "$OUT/ncu_d$d.txt" 2>&1
+        echo "ncu d=$d rc=$?"
+        grep -E "stalled_|bank_conflicts|ldsm|Issue Slots Busy|Mem Busy|Eligible Warps" "$OUT/ncu_d$d.txt" |
+          awk '$NF+0 > 0.05 || /Busy|Eligible|bank|ldsm/' | sed -e 's/smsp__average_warps_issue_stalled_//' -e 's/_per_issue_active.ratio//'
+      done
       ;;
     sanitizer)
       for tool in memcheck racecheck; do

@@ -88,6 +88,33 @@ __device__ __forceinline__ void load_a_operand_trans(const SmemTile<Element, kRo
   ptx::ldmatrix_x4_trans(a, tile.at(k0 + (lane & 7) + (lane >> 4) * 8, m0 + ((lane >> 3) & 1) * 8));
 }
 
+// acc += A B over kSteps k-steps of 16 on one warp's tile. load_a(step, a) fills the A
+// operands of every 16-row tile, load_b(step, b) the B operands of every pair of 8-column
+// tiles. The next step's operands are loaded before this step's mma, so ldmatrix latency
+// hides behind tensor-core work (2 warps per scheduler leave little else to hide it).
+template <class Element, int kSteps, int kMTiles, int kNTiles, class LoadA, class LoadB>
+__device__ __forceinline__ void warp_gemm(AccumulatorTile<kMTiles, kNTiles>& acc, LoadA&& load_a, LoadB&& load_b) {
+  static_assert(kNTiles % 2 == 0, "B operands come in pairs of 8-column tiles");
+  std::uint32_t a[2][kMTiles][4];
+  std::uint32_t b[2][kNTiles / 2][2][2];
+  load_a(0, a[0]);
+  load_b(0, b[0]);
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    if (step + 1 < kSteps) {
+      load_a(step + 1, a[(step + 1) & 1]);
+      load_b(step + 1, b[(step + 1) & 1]);
+    }
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+      for (int nj = 0; nj < kNTiles / 2; ++nj)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; ++h2)
+          ptx::mma_16x8x16<Element>(acc.value[mi][2 * nj + h2], a[step & 1][mi], b[step & 1][nj][h2]);
+  }
+}
+
 template <class Element>
 __device__ __forceinline__ float to_float(Element x);
 template <>
@@ -319,28 +346,20 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
     AccumulatorTile<kSdpMTiles, kSdpNTiles> s_acc, dp_acc;
     s_acc.fill(0.0f);
     dp_acc.fill(0.0f);
+    const auto rows_operand = [&](const RowTile& tile) {
+      return [&tile, sdp_row0](int step, auto& a) {
 #pragma unroll
-    for (int k0 = 0; k0 < kHeadDim; k0 += 16) {
-      std::uint32_t a_q[kSdpMTiles][4], a_do[kSdpMTiles][4];
+        for (int mi = 0; mi < kSdpMTiles; ++mi) load_a_operand(tile, sdp_row0 + 16 * mi, 16 * step, a[mi]);
+      };
+    };
+    const auto keys_operand = [&](const KeyTile& tile) {
+      return [&tile, sdp_col0](int step, auto& b) {
 #pragma unroll
-      for (int mi = 0; mi < kSdpMTiles; ++mi) {
-        load_a_operand(s_q, sdp_row0 + 16 * mi, k0, a_q[mi]);
-        load_a_operand(s_do, sdp_row0 + 16 * mi, k0, a_do[mi]);
-      }
-#pragma unroll
-      for (int nj = 0; nj < kSdpNTiles / 2; ++nj) {
-        std::uint32_t b_k[2][2], b_v[2][2];
-        load_b_operand_pair(s_k, sdp_col0 + 16 * nj, k0, b_k);
-        load_b_operand_pair(s_v, sdp_col0 + 16 * nj, k0, b_v);
-#pragma unroll
-        for (int mi = 0; mi < kSdpMTiles; ++mi)
-#pragma unroll
-          for (int h2 = 0; h2 < 2; ++h2) {
-            ptx::mma_16x8x16<Element>(s_acc.value[mi][2 * nj + h2], a_q[mi], b_k[h2]);
-            ptx::mma_16x8x16<Element>(dp_acc.value[mi][2 * nj + h2], a_do[mi], b_v[h2]);
-          }
-      }
-    }
+        for (int nj = 0; nj < kSdpNTiles / 2; ++nj) load_b_operand_pair(tile, sdp_col0 + 16 * nj, 16 * step, b[nj]);
+      };
+    };
+    warp_gemm<Element, kHeadDim / 16>(s_acc, rows_operand(s_q), keys_operand(s_k));
+    warp_gemm<Element, kHeadDim / 16>(dp_acc, rows_operand(s_do), keys_operand(s_v));
 
     // P (dropped and rescaled, for dV) and dS, element by element, into shared memory:
     //   dS = P * (dP * Z - D) * (1 - tanh^2 when capped),  Z = keep / (1 - p).
@@ -437,47 +456,34 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
     ptx::cp_async_commit();
 
     // dV += P^T dO and dK += dS^T Q on this warp's (kDkvRows x kDkvCols) tile.
+    const auto scores_transposed_operand = [&](const ScoreTile& tile) {
+      return [&tile, dkv_row0](int step, auto& a) {
 #pragma unroll
-    for (int k0 = 0; k0 < kBlockM; k0 += 16) {
-      std::uint32_t a_p[kDkvMTiles][4], a_ds[kDkvMTiles][4];
+        for (int mi = 0; mi < kDkvMTiles; ++mi) load_a_operand_trans(tile, 16 * step, dkv_row0 + 16 * mi, a[mi]);
+      };
+    };
+    const auto rows_transposed_operand = [&](const RowTile& tile) {
+      return [&tile, dkv_col0](int step, auto& b) {
 #pragma unroll
-      for (int mi = 0; mi < kDkvMTiles; ++mi) {
-        load_a_operand_trans(s_p, k0, dkv_row0 + 16 * mi, a_p[mi]);
-        load_a_operand_trans(s_ds, k0, dkv_row0 + 16 * mi, a_ds[mi]);
-      }
-#pragma unroll
-      for (int nj = 0; nj < kDkvNTiles / 2; ++nj) {
-        std::uint32_t b_do[2][2], b_q[2][2];
-        load_b_operand_pair_trans(s_do, k0, dkv_col0 + 16 * nj, b_do);
-        load_b_operand_pair_trans(s_q, k0, dkv_col0 + 16 * nj, b_q);
-#pragma unroll
-        for (int mi = 0; mi < kDkvMTiles; ++mi)
-#pragma unroll
-          for (int h2 = 0; h2 < 2; ++h2) {
-            ptx::mma_16x8x16<Element>(dv_acc.value[mi][2 * nj + h2], a_p[mi], b_do[h2]);
-            ptx::mma_16x8x16<Element>(dk_acc.value[mi][2 * nj + h2], a_ds[mi], b_q[h2]);
-          }
-      }
-    }
+        for (int nj = 0; nj < kDkvNTiles / 2; ++nj) load_b_operand_pair_trans(tile, 16 * step, dkv_col0 + 16 * nj, b[nj]);
+      };
+    };
+    warp_gemm<Element, kBlockM / 16>(dv_acc, scores_transposed_operand(s_p), rows_transposed_operand(s_do));
+    warp_gemm<Element, kBlockM / 16>(dk_acc, scores_transposed_operand(s_ds), rows_transposed_operand(s_q));
 
     // dQ (unscaled) = dS K on this warp's (kDqRows x kDqCols) tile.
     AccumulatorTile<kDqMTiles, kDqNTiles> dq_acc;
     dq_acc.fill(0.0f);
+    warp_gemm<Element, kBlockN / 16>(
+        dq_acc,
+        [&](int step, auto& a) {
 #pragma unroll
-    for (int k0 = 0; k0 < kBlockN; k0 += 16) {
-      std::uint32_t a_ds[kDqMTiles][4];
+          for (int mi = 0; mi < kDqMTiles; ++mi) load_a_operand(s_ds, dq_row0 + 16 * mi, 16 * step, a[mi]);
+        },
+        [&](int step, auto& b) {
 #pragma unroll
-      for (int mi = 0; mi < kDqMTiles; ++mi) load_a_operand(s_ds, dq_row0 + 16 * mi, k0, a_ds[mi]);
-#pragma unroll
-      for (int nj = 0; nj < kDqNTiles / 2; ++nj) {
-        std::uint32_t b_k[2][2];
-        load_b_operand_pair_trans(s_k, k0, dq_col0 + 16 * nj, b_k);
-#pragma unroll
-        for (int mi = 0; mi < kDqMTiles; ++mi)
-#pragma unroll
-          for (int h2 = 0; h2 < 2; ++h2) ptx::mma_16x8x16<Element>(dq_acc.value[mi][2 * nj + h2], a_ds[mi], b_k[h2]);
-      }
-    }
+          for (int nj = 0; nj < kDqNTiles / 2; ++nj) load_b_operand_pair_trans(s_k, 16 * step, dq_col0 + 16 * nj, b[nj]);
+        });
 
     float* const dq_block = p.dq_accum + ((span.q_packed0 + m0) * a.heads_q + head) * kHeadDim;
     const std::int64_t dq_row_stride = static_cast<std::int64_t>(a.heads_q) * kHeadDim;
