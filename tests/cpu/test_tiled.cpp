@@ -206,6 +206,34 @@ TEST_P(Tiled, FullyMaskedRowsGiveZerosAndMinusInfinity) {
   check(config, 101);
 }
 
+// An additive bias of -inf is how users pass arbitrary masks; a row masked entirely by
+// the bias behaves like a row outside the band.
+TEST_P(Tiled, MinusInfinityBiasMasksEntries) {
+  CaseConfig config = shape(50, 130, 16);
+  config.bias = CaseConfig::Bias::full;
+  AttentionCase c(config, 105);
+  const std::int64_t sq = config.seq_q, sk = config.seq_k;
+  for (std::int64_t h = 0; h < config.heads_q; ++h)
+    for (std::int64_t i = 0; i < sq; ++i)
+      for (std::int64_t j = 0; j < sk; ++j)
+        if (i == 7 || (i + j) % 3 == 0) c.bias.set((h * sq + i) * sk + j, -INFINITY);
+  expect_forward_matches_reference(c, Backend::cpu);
+  expect_backward_matches_reference(c, Backend::cpu);
+  AttentionOutputs o = c.new_outputs();
+  forward(c.forward_params(o, Backend::cpu));
+  backward(c.backward_params(o, Backend::cpu));
+  for (std::int64_t h = 0; h < config.heads_q; ++h) EXPECT_EQ(o.lse.get(h * sq + 7), -INFINITY);
+  for (const HostTensor* t : {&o.out, &o.dq, &o.dk, &o.dv}) EXPECT_TRUE(t->all_finite());
+}
+
+TEST_P(Tiled, ZeroScaleAndTinyHeadDim) {
+  CaseConfig c = shape(33, 101, 1, 3, 1);
+  check(c, 106);
+  c.head_dim = 17;
+  c.softmax_scale = 0.0f;
+  check(c, 107);
+}
+
 TEST_P(Tiled, EmptyBatch) {
   CaseConfig c = shape(10, 10, 8, 2, 2, 0);
   AttentionCase a(c, 110);
