@@ -13,37 +13,52 @@ namespace tileflash::cpu {
 
 inline double load_element(const void* base, DType dtype, std::int64_t index) {
   switch (dtype) {
-    case DType::float32: return static_cast<const float*>(base)[index];
-    case DType::float64: return static_cast<const double*>(base)[index];
-    case DType::float16: return detail::fp16_to_float(static_cast<const std::uint16_t*>(base)[index]);
-    case DType::bfloat16: return detail::bf16_to_float(static_cast<const std::uint16_t*>(base)[index]);
-    case DType::int32: return static_cast<const std::int32_t*>(base)[index];
+    case DType::float32:
+      return static_cast<const float*>(base)[index];
+    case DType::float64:
+      return static_cast<const double*>(base)[index];
+    case DType::float16:
+      return detail::fp16_to_float(static_cast<const std::uint16_t*>(base)[index]);
+    case DType::bfloat16:
+      return detail::bf16_to_float(static_cast<const std::uint16_t*>(base)[index]);
+    case DType::int32:
+      return static_cast<const std::int32_t*>(base)[index];
   }
   return 0.0;
 }
 
 inline void store_element(void* base, DType dtype, std::int64_t index, double value) {
   switch (dtype) {
-    case DType::float32: static_cast<float*>(base)[index] = static_cast<float>(value); break;
-    case DType::float64: static_cast<double*>(base)[index] = value; break;
+    case DType::float32:
+      static_cast<float*>(base)[index] = static_cast<float>(value);
+      break;
+    case DType::float64:
+      static_cast<double*>(base)[index] = value;
+      break;
     case DType::float16:
       static_cast<std::uint16_t*>(base)[index] = detail::float_to_fp16(static_cast<float>(value));
       break;
     case DType::bfloat16:
       static_cast<std::uint16_t*>(base)[index] = detail::float_to_bf16(static_cast<float>(value));
       break;
-    case DType::int32: static_cast<std::int32_t*>(base)[index] = static_cast<std::int32_t>(value); break;
+    case DType::int32:
+      static_cast<std::int32_t*>(base)[index] = static_cast<std::int32_t>(value);
+      break;
   }
 }
 
 // Rounds a value to what the storage dtype can hold (identity for float64).
 inline double round_to_dtype(double value, DType dtype) {
   switch (dtype) {
-    case DType::float32: return static_cast<float>(value);
-    case DType::float16: return detail::fp16_to_float(detail::float_to_fp16(static_cast<float>(value)));
-    case DType::bfloat16: return detail::bf16_to_float(detail::float_to_bf16(static_cast<float>(value)));
+    case DType::float32:
+      return static_cast<float>(value);
+    case DType::float16:
+      return detail::fp16_to_float(detail::float_to_fp16(static_cast<float>(value)));
+    case DType::bfloat16:
+      return detail::bf16_to_float(detail::float_to_bf16(static_cast<float>(value)));
     case DType::float64:
-    case DType::int32: break;
+    case DType::int32:
+      break;
   }
   return value;
 }
@@ -108,7 +123,9 @@ struct HeadRows {
     return static_cast<char*>(data) + row * row_stride * static_cast<std::int64_t>(dtype_size(dtype));
   }
   // Row `row`, columns [0, count), as floats.
-  void load_row(std::int64_t row, std::int64_t count, float* dst) const { load_floats(row_address(row), dtype, count, dst); }
+  void load_row(std::int64_t row, std::int64_t count, float* dst) const {
+    load_floats(row_address(row), dtype, count, dst);
+  }
   void store_row(std::int64_t row, std::int64_t count, const float* src) const {
     store_floats(src, count, row_address(row), dtype);
   }
@@ -139,8 +156,8 @@ inline Sequence sequence(const ForwardParams& params, const detail::Problem& pro
 }
 
 // Rows of head `head` of sequence `seq` in a tensor shaped like q (is_query) or like k.
-inline HeadRows head_rows(const TensorView& t, const detail::Problem& problem, const Sequence& seq,
-                          std::int64_t head, bool is_query) {
+inline HeadRows head_rows(const TensorView& t, const detail::Problem& problem, const Sequence& seq, std::int64_t head,
+                          bool is_query) {
   HeadRows r;
   r.dtype = t.dtype;
   const std::int64_t start = is_query ? seq.q_start : seq.k_start;

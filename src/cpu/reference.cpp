@@ -50,10 +50,10 @@ class Materialized {
 
  private:
   struct Head {
-    Matrix<Acc> p;        // softmax probabilities (sq, sk), before dropout
-    Matrix<Acc> p_kept;   // dropout applied and rescaled
-    Matrix<Acc> tanh_s;   // softcap: tanh(s / softcap), for the chain rule
-    Matrix<Acc> out;      // (sq, d)
+    Matrix<Acc> p;       // softmax probabilities (sq, sk), before dropout
+    Matrix<Acc> p_kept;  // dropout applied and rescaled
+    Matrix<Acc> tanh_s;  // softcap: tanh(s / softcap), for the chain rule
+    Matrix<Acc> out;     // (sq, d)
   };
 
   Acc rounded(Acc x) const {
@@ -201,15 +201,16 @@ void run_all(const ForwardParams& params, const detail::Problem& problem, Materi
              const BackwardParams* grads) {
   const Materialized<Acc> attention(params, problem, precision);
   const std::int64_t tasks = problem.batch * problem.heads_kv;
-  parallel_for(tasks, resolve_thread_count(params.num_threads), [&](std::int64_t task, int) {
-    attention.run(task / problem.heads_kv, task % problem.heads_kv, grads);
-  });
+  parallel_for(tasks, resolve_thread_count(params.num_threads),
+               [&](std::int64_t task, int) { attention.run(task / problem.heads_kv, task % problem.heads_kv, grads); });
 }
 
 void dispatch(const ForwardParams& params, const detail::Problem& problem, MaterializedPrecision precision,
               const BackwardParams* grads) {
-  if (precision == MaterializedPrecision::exact) run_all<double>(params, problem, precision, grads);
-  else run_all<float>(params, problem, precision, grads);
+  if (precision == MaterializedPrecision::exact)
+    run_all<double>(params, problem, precision, grads);
+  else
+    run_all<float>(params, problem, precision, grads);
 }
 
 }  // namespace

@@ -14,8 +14,7 @@ namespace tileflash::cpu {
 
 enum class MaterializedPrecision { exact, storage };
 
-void materialized_forward(const ForwardParams& params, const detail::Problem& problem,
-                          MaterializedPrecision precision);
+void materialized_forward(const ForwardParams& params, const detail::Problem& problem, MaterializedPrecision precision);
 void materialized_backward(const BackwardParams& params, const detail::Problem& problem,
                            MaterializedPrecision precision);
 

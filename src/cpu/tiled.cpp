@@ -149,11 +149,10 @@ struct PackedKeys {
       const TileRef t = layout.key_tiles[task % per_head];
       const Sequence& seq = layout.sequences[t.batch];
       const std::int64_t at = slot(layout, g, t.batch, t.tile);
-      pack_key_tile(head_rows(params.k, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim,
-                    layout.padded_dim, k_cols.data() + at * cols_size,
-                    backward ? k_rows.data() + at * rows_size : nullptr);
-      pack_key_tile(head_rows(params.v, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim,
-                    layout.padded_dim, backward ? v_cols.data() + at * cols_size : nullptr,
+      pack_key_tile(head_rows(params.k, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim, layout.padded_dim,
+                    k_cols.data() + at * cols_size, backward ? k_rows.data() + at * rows_size : nullptr);
+      pack_key_tile(head_rows(params.v, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim, layout.padded_dim,
+                    backward ? v_cols.data() + at * cols_size : nullptr,
                     backward ? nullptr : v_rows.data() + at * rows_size);
     });
   }

@@ -45,10 +45,10 @@ struct ForwardTileArgs {
 };
 
 struct BackwardTileArgs {
-  const float* q = nullptr;     // (rows, padded_dim), multiplied by the softmax scale
-  const float* dout = nullptr;  // (rows, padded_dim)
-  const float* lse = nullptr;   // (rows)
-  const float* delta = nullptr; // (rows): rowsum(dout * out)
+  const float* q = nullptr;      // (rows, padded_dim), multiplied by the softmax scale
+  const float* dout = nullptr;   // (rows, padded_dim)
+  const float* lse = nullptr;    // (rows)
+  const float* delta = nullptr;  // (rows): rowsum(dout * out)
   std::int64_t row0 = 0, rows = 0;
   const float* k_cols = nullptr;  // this key tile only
   const float* k_rows = nullptr;
@@ -56,9 +56,9 @@ struct BackwardTileArgs {
   std::int64_t col0 = 0;
   std::int64_t head_dim = 0, padded_dim = 0;
   Logits logits;
-  float* dk = nullptr;  // (kBlockK, padded_dim), accumulated: dS^T (scale q)
-  float* dv = nullptr;  // (kBlockK, padded_dim), accumulated
-  float* dq = nullptr;  // (rows, padded_dim), accumulated: dS k, without the softmax scale
+  float* dk = nullptr;       // (kBlockK, padded_dim), accumulated: dS^T (scale q)
+  float* dv = nullptr;       // (kBlockK, padded_dim), accumulated
+  float* dq = nullptr;       // (rows, padded_dim), accumulated: dS k, without the softmax scale
   float* scratch = nullptr;  // kBackwardScratchFloats
 };
 

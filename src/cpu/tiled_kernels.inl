@@ -17,25 +17,28 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 struct Output {
   float* c;
   std::int64_t ldc;
-  bool accumulate;                     // C += A B, else C = A B
-  const float* row_scale = nullptr;    // with accumulate: C = diag(row_scale) C + A B
+  bool accumulate;                   // C += A B, else C = A B
+  const float* row_scale = nullptr;  // with accumulate: C = diag(row_scale) C + A B
 };
 
 // C (m x n) (+)= A (m x depth) * B (depth x n) for an m x (vectors * width) block.
 // A is read element by element (broadcast), so any strides work: a(r, t) =
 // a[r * a_row + t * a_depth]; B rows have stride ldb.
 template <int Rows, int Vectors>
-TILEFLASH_TARGET inline void product_block(std::int64_t depth, const float* a, std::int64_t a_row,
-                                           std::int64_t a_depth, const float* b, std::int64_t ldb, Output out) {
+TILEFLASH_TARGET inline void product_block(std::int64_t depth, const float* a, std::int64_t a_row, std::int64_t a_depth,
+                                           const float* b, std::int64_t ldb, Output out) {
   Vec acc[Rows][Vectors];
 #pragma GCC unroll 16
   for (int r = 0; r < Rows; ++r) {
     const Vec scale = Vec::broadcast(out.row_scale ? out.row_scale[r] : 1.0f);
 #pragma GCC unroll 4
     for (int v = 0; v < Vectors; ++v) {
-      if (!out.accumulate) acc[r][v] = Vec::zero();
-      else if (out.row_scale) acc[r][v] = Vec::load(out.c + r * out.ldc + v * Vec::width) * scale;
-      else acc[r][v] = Vec::load(out.c + r * out.ldc + v * Vec::width);
+      if (!out.accumulate)
+        acc[r][v] = Vec::zero();
+      else if (out.row_scale)
+        acc[r][v] = Vec::load(out.c + r * out.ldc + v * Vec::width) * scale;
+      else
+        acc[r][v] = Vec::load(out.c + r * out.ldc + v * Vec::width);
     }
   }
   for (std::int64_t t = 0; t < depth; ++t) {
@@ -91,7 +94,8 @@ TILEFLASH_TARGET inline void product(std::int64_t rows, std::int64_t cols, std::
 
 // Whether every (row, col) of the tile is inside the band and the sequence, so the
 // mask need not be evaluated per element.
-TILEFLASH_TARGET bool tile_inside_band(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows, std::int64_t col0) {
+TILEFLASH_TARGET bool tile_inside_band(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows,
+                                       std::int64_t col0) {
   if (col0 + kBlockK > mask.seq_k) return false;
   return mask.first_col(row0 + rows - 1) <= col0 && mask.end_col(row0) >= col0 + kBlockK;
 }
@@ -99,8 +103,8 @@ TILEFLASH_TARGET bool tile_inside_band(const detail::BandMask& mask, std::int64_
 // Applies softcap, bias, ALiBi and the mask to a (rows x kBlockK) tile of scaled products
 // s (row stride kBlockK); masked entries become -inf. With `tanh_out`, stores
 // tanh(s / softcap) for the backward's chain rule.
-TILEFLASH_TARGET void apply_logit_terms(const Logits& lg, std::int64_t row0, std::int64_t rows, std::int64_t col0, float* s,
-                       float* tanh_out) {
+TILEFLASH_TARGET void apply_logit_terms(const Logits& lg, std::int64_t row0, std::int64_t rows, std::int64_t col0,
+                                        float* s, float* tanh_out) {
   const bool plain = lg.softcap <= 0.0f && !lg.bias.defined() && !lg.has_alibi;
   if (plain && tile_inside_band(lg.mask, row0, rows, col0)) return;
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -127,7 +131,7 @@ TILEFLASH_TARGET void apply_logit_terms(const Logits& lg, std::int64_t row0, std
 
 // Multiplies a row of kBlockK probabilities by the dropout keep mask and `kept_value`.
 TILEFLASH_TARGET void apply_dropout(const Logits& lg, std::int64_t i, std::int64_t col0, const float* p, float* out,
-                   float kept_value) {
+                                    float kept_value) {
   for (std::int64_t cc = 0; cc < kBlockK; cc += 4) {
     const detail::Philox4 bits =
         detail::dropout_bits(lg.dropout_seed, lg.dropout_offset, lg.batch_head, static_cast<std::uint32_t>(i),
@@ -208,10 +212,10 @@ TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {
 TILEFLASH_TARGET void backward_tile(const BackwardTileArgs& a) {
   constexpr int W = Vec::width;
   const std::int64_t pd = a.padded_dim, d = a.head_dim;
-  float* p = a.scratch;                       // S, then P
-  float* p_kept = p + kBlockQ * kBlockK;      // P with dropout applied
-  float* ds = p_kept + kBlockQ * kBlockK;     // dP, then dS
-  float* tanh_s = ds + kBlockQ * kBlockK;     // softcap only
+  float* p = a.scratch;                    // S, then P
+  float* p_kept = p + kBlockQ * kBlockK;   // P with dropout applied
+  float* ds = p_kept + kBlockQ * kBlockK;  // dP, then dS
+  float* tanh_s = ds + kBlockQ * kBlockK;  // softcap only
 
   product(a.rows, kBlockK, d, a.q, pd, 1, a.k_cols, kBlockK, {p, kBlockK, false});
   apply_logit_terms(a.logits, a.row0, a.rows, a.col0, p, tanh_s);

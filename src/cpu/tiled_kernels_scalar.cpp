@@ -10,7 +10,7 @@
 namespace tileflash::cpu::tiled {
 namespace scalar {
 
-#define TILEFLASH_TARGET 
+#define TILEFLASH_TARGET
 
 struct Vec {
   static constexpr int width = 1;

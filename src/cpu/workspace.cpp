@@ -49,8 +49,8 @@ Workspace::~Workspace() {
   std::lock_guard<std::mutex> lock(p.mutex);
   p.free.emplace_back(capacity_, std::move(buffer_));
   if (p.free.size() > kPooledBuffers) {
-    auto smallest = std::min_element(p.free.begin(), p.free.end(),
-                                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    auto smallest =
+        std::min_element(p.free.begin(), p.free.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     p.free.erase(smallest);
   }
 }

@@ -30,10 +30,14 @@ ErrorStats error_stats(const HostTensor& result, const HostTensor& reference) {
 
 double tolerance_floor(DType dtype) {
   switch (dtype) {
-    case DType::float16: return 2e-4;
-    case DType::bfloat16: return 1e-3;
-    case DType::float64: return 1e-12;
-    default: return 2e-6;
+    case DType::float16:
+      return 2e-4;
+    case DType::bfloat16:
+      return 1e-3;
+    case DType::float64:
+      return 1e-12;
+    default:
+      return 2e-6;
   }
 }
 

@@ -72,7 +72,7 @@ AttentionCase::AttentionCase(const CaseConfig& config, std::uint64_t seed) : con
   }
   if (c.alibi != CaseConfig::Alibi::none) {
     alibi_slopes = c.alibi == CaseConfig::Alibi::per_head ? HostTensor(DType::float32, {c.heads_q})
-                                                           : HostTensor(DType::float32, {c.batch, c.heads_q});
+                                                          : HostTensor(DType::float32, {c.batch, c.heads_q});
     std::mt19937_64 gen(seed * 7 + 6);
     std::uniform_real_distribution<double> dist(0.01, 0.5);
     for (std::int64_t i = 0; i < alibi_slopes.numel(); ++i) alibi_slopes.set(i, dist(gen));

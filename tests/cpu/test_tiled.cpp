@@ -41,9 +41,15 @@ CaseConfig shape(std::int64_t seq_q, std::int64_t seq_k, std::int64_t head_dim, 
 }
 
 TEST_P(Tiled, OddShapes) {
-  const CaseConfig cases[] = {shape(1, 1, 8),     shape(1, 37, 40),   shape(37, 1, 64),  shape(37, 37, 3),
-                              shape(128, 128, 64), shape(577, 130, 80), shape(65, 577, 128, 4, 1),
-                              shape(100, 63, 256), shape(64, 64, 16, 3, 3, 3)};
+  const CaseConfig cases[] = {shape(1, 1, 8),
+                              shape(1, 37, 40),
+                              shape(37, 1, 64),
+                              shape(37, 37, 3),
+                              shape(128, 128, 64),
+                              shape(577, 130, 80),
+                              shape(65, 577, 128, 4, 1),
+                              shape(100, 63, 256),
+                              shape(64, 64, 16, 3, 3, 3)};
   std::uint64_t seed = 10;
   for (const CaseConfig& c : cases) check(c, ++seed);
 }
