@@ -24,13 +24,30 @@ __device__ __forceinline__ void for_each_score(AccumulatorTile<kMTiles, kNTiles>
         f(acc.value[mi][ni][e], row0 + accumulator_row(mi, e), col0 + accumulator_col(ni, e));
 }
 
-// Disallowed scores become -inf, so they vanish from the softmax (exp2(-inf) = 0).
+// Disallowed scores become -inf, so they vanish from the softmax (exp2(-inf) = 0). Each
+// row's allowed columns form one interval [first_col, end_col), so the test per score is
+// two 32-bit compares against the tile-local interval.
 template <int kMTiles, int kNTiles>
 __device__ __forceinline__ void apply_band_mask(AccumulatorTile<kMTiles, kNTiles>& acc, const detail::BandMask& mask,
                                                 std::int64_t row0, std::int64_t col0) {
-  for_each_score(acc, row0, col0, [&](float& s, std::int64_t row, std::int64_t col) {
-    if (!mask.allowed(row, col)) s = -INFINITY;
-  });
+#pragma unroll
+  for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const std::int64_t row = row0 + 16 * mi + 8 * h + lane_group();
+      const auto local = [&](std::int64_t col) {
+        const std::int64_t c = col - col0;
+        return static_cast<int>(c < 0 ? -1 : (c > 8 * kNTiles ? 8 * kNTiles : c));
+      };
+      const int first = local(mask.first_col(row)), end = local(mask.end_col(row));
+#pragma unroll
+      for (int ni = 0; ni < kNTiles; ++ni)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int col = accumulator_col(ni, c);
+          if (col < first || col >= end) acc.value[mi][ni][2 * h + c] = -INFINITY;
+        }
+    }
 }
 
 // The key tiles [begin, end) of width kBlockN that query rows [row_begin, row_end) touch,

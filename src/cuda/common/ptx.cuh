@@ -88,4 +88,12 @@ __device__ __forceinline__ std::uint32_t pack2<__nv_bfloat16>(float lo, float hi
   return *reinterpret_cast<const std::uint32_t*>(&h);
 }
 
+// 2^x with the special-function unit alone (ex2.approx.ftz: ~2 ulp, subnormal results
+// flush to 0, 2^-inf = 0); exp2f adds range handling the softmax does not need.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 }  // namespace tileflash::cuda::ptx

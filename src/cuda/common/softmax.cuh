@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cuda/common/fragment.cuh"
+#include "cuda/common/ptx.cuh"
 
 namespace tileflash::cuda {
 
@@ -29,12 +30,15 @@ struct OnlineSoftmax {
   }
 
   // Fold one tile of logits s (any units; `to_log2` converts them to base-2 exponents,
-  // and must be >= 0) into the state: s becomes P = exp2(s * to_log2 - max * to_log2),
+  // and must be > 0) into the state: s becomes P = exp2(s * to_log2 - max * to_log2),
   // and `out` is rescaled to the new maximum. Rows with no allowed score so far keep a
   // -inf maximum and contribute zeros.
   template <int kNTiles, int kOutTiles>
   __device__ __forceinline__ void update(AccumulatorTile<kMTiles, kNTiles>& s, AccumulatorTile<kMTiles, kOutTiles>& out,
                                          float to_log2) {
+    float correction[kRows];
+    float shift[kRows];
+    bool rescale = false;
 #pragma unroll
     for (int mi = 0; mi < kMTiles; ++mi) {
 #pragma unroll
@@ -47,25 +51,38 @@ struct OnlineSoftmax {
         tile_max = quad_max(tile_max);
         // With every score masked the maximum stays -inf; subtracting 0 instead keeps
         // exp2(-inf - 0) = 0 rather than exp2(-inf + inf) = NaN.
-        const float shift = tile_max == -INFINITY ? 0.0f : tile_max * to_log2;
-        const float correction = exp2f(max[r] * to_log2 - shift);
+        shift[r] = tile_max == -INFINITY ? 0.0f : tile_max * to_log2;
+        correction[r] = ptx::exp2_approx(max[r] * to_log2 - shift[r]);
+        rescale |= tile_max != max[r];
         max[r] = tile_max;
+      }
+    }
+    // Once the running maxima settle (most tiles of a long row), no row of the warp
+    // changes and the output rescale, one multiply per output element, is skipped.
+    if (__any_sync(0xFFFFFFFFu, rescale)) {
+#pragma unroll
+      for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+        for (int oi = 0; oi < kOutTiles; ++oi)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) out.value[mi][oi][e] *= correction[2 * mi + e / 2];
+    }
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = 2 * mi + h;
         float tile_sum = 0.0f;
 #pragma unroll
         for (int ni = 0; ni < kNTiles; ++ni) {
 #pragma unroll
           for (int c = 0; c < 2; ++c) {
             float& x = s.value[mi][ni][2 * h + c];
-            x = exp2f(fmaf(x, to_log2, -shift));
+            x = ptx::exp2_approx(fmaf(x, to_log2, -shift[r]));
             tile_sum += x;
           }
         }
-        sum[r] = fmaf(sum[r], correction, tile_sum);
-#pragma unroll
-        for (int oi = 0; oi < kOutTiles; ++oi) {
-          out.value[mi][oi][2 * h] *= correction;
-          out.value[mi][oi][2 * h + 1] *= correction;
-        }
+        sum[r] = fmaf(sum[r], correction[r], tile_sum);
       }
     }
   }

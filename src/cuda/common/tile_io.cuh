@@ -42,13 +42,35 @@ __device__ __forceinline__ void load_tile_async(const SmemTile<Element, kRows, k
                                                 const GlobalTile<Element>& src) {
   using Tile = SmemTile<Element, kRows, kCols>;
   constexpr int kChunks = kRows * Tile::kChunksPerRow;
+  constexpr int kSteps = (kChunks + kThreads - 1) / kThreads;
+  const int thread = static_cast<int>(threadIdx.x);
+  if constexpr (kThreads % Tile::kChunksPerRow == 0) {
+    // Every step moves whole rows, so a thread keeps its column and walks down by a fixed
+    // row count: one base pointer instead of a 64-bit address per step.
+    constexpr int kRowsPerStep = kThreads / Tile::kChunksPerRow;
+    const int row0 = thread / Tile::kChunksPerRow;
+    const int col = (thread % Tile::kChunksPerRow) * 8;
+    const Element* from = src.data + row0 * src.row_stride + col;
+    const bool col_valid = col < src.cols_valid;
 #pragma unroll
-  for (int chunk = static_cast<int>(threadIdx.x); chunk < kChunks; chunk += kThreads) {
-    const int row = chunk / Tile::kChunksPerRow;
-    const int col = (chunk % Tile::kChunksPerRow) * 8;
-    const bool valid = row < src.rows_valid && col < src.cols_valid;
-    const Element* from = valid ? src.data + row * src.row_stride + col : src.data;
-    ptx::cp_async_16(tile.at(row, col), from, valid);
+    for (int step = 0; step < kSteps; ++step) {
+      const int row = row0 + step * kRowsPerStep;
+      if (kChunks % kThreads != 0 && row >= kRows) break;
+      const bool valid = col_valid && row < src.rows_valid;
+      ptx::cp_async_16(tile.at(row, col), valid ? from : src.data, valid);
+      from += kRowsPerStep * src.row_stride;
+    }
+  } else {
+#pragma unroll
+    for (int step = 0; step < kSteps; ++step) {
+      const int chunk = thread + step * kThreads;
+      if (kChunks % kThreads != 0 && chunk >= kChunks) break;
+      const int row = chunk / Tile::kChunksPerRow;
+      const int col = (chunk % Tile::kChunksPerRow) * 8;
+      const bool valid = row < src.rows_valid && col < src.cols_valid;
+      const Element* from = valid ? src.data + row * src.row_stride + col : src.data;
+      ptx::cp_async_16(tile.at(row, col), from, valid);
+    }
   }
 }
 

@@ -60,10 +60,13 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
   using QTile = SmemTile<Element, kBlockM, kHeadDim>;
   using KVTile = SmemTile<Element, kBlockN, kHeadDim>;
 
+  // Q, then two stages of (K, V): the next key tile loads while this one is used.
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const QTile q_smem{reinterpret_cast<Element*>(shared_bytes)};
-  const KVTile k_smem{q_smem.data + kBlockM * QTile::kStride};
-  const KVTile v_smem{k_smem.data + kBlockN * KVTile::kStride};
+  Element* const kv_smem = q_smem.data + kBlockM * QTile::kStride;
+  constexpr int kKVTileElements = kBlockN * KVTile::kStride;
+  const auto k_smem = [&](int stage) { return KVTile{kv_smem + (2 * stage) * kKVTileElements}; };
+  const auto v_smem = [&](int stage) { return KVTile{kv_smem + (2 * stage + 1) * kKVTileElements}; };
 
   const int head = static_cast<int>(blockIdx.y);
   const int batch = static_cast<int>(blockIdx.z);
@@ -114,15 +117,22 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
     };
     const Element* const q_rows = row_pointer<Element>(args.q, batch, seq.q_begin + row_begin, head);
     load_tile_async<Tile::kThreads>(q_smem, GlobalTile<Element>{q_rows, args.q.row_stride, rows_valid, head_dim});
-    load_tile_async<Tile::kThreads>(k_smem, key_tile(k_rows, args.k.row_stride, keys.end - 1));
+    load_tile_async<Tile::kThreads>(k_smem(0), key_tile(k_rows, args.k.row_stride, keys.end - 1));
+    load_tile_async<Tile::kThreads>(v_smem(0), key_tile(v_rows, args.v.row_stride, keys.end - 1));
     ptx::cp_async_commit();
 
-    for (int n = keys.end - 1; n >= keys.begin; --n) {
-      // K[n] has landed, and every warp is done with the previous V tile.
+    int stage = 0;
+    for (int n = keys.end - 1; n >= keys.begin; --n, stage ^= 1) {
+      // Tile n has landed, and every warp is done with tile n + 1, whose stage the next
+      // load reuses: one barrier per tile, and each load overlaps a whole tile of work.
       ptx::cp_async_wait<0>();
       __syncthreads();
-      load_tile_async<Tile::kThreads>(v_smem, key_tile(v_rows, args.v.row_stride, n));
-      ptx::cp_async_commit();
+      if (n > keys.begin) {
+        load_tile_async<Tile::kThreads>(k_smem(stage ^ 1), key_tile(k_rows, args.k.row_stride, n - 1));
+        load_tile_async<Tile::kThreads>(v_smem(stage ^ 1), key_tile(v_rows, args.v.row_stride, n - 1));
+        ptx::cp_async_commit();
+      }
+      const KVTile k_tile = k_smem(stage), v_tile = v_smem(stage);
 
       AccumulatorTile<kMTiles, kNTiles> scores;
       scores.fill(0.0f);
@@ -134,7 +144,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
 #pragma unroll
         for (int np = 0; np < kNTiles / 2; ++np) {
           std::uint32_t b[2][2];
-          load_b_operand_pair(k_smem, 16 * np, 16 * ks, b);
+          load_b_operand_pair(k_tile, 16 * np, 16 * ks, b);
 #pragma unroll
           for (int mi = 0; mi < kMTiles; ++mi) {
             ptx::mma_16x8x16<Element>(scores.value[mi][2 * np], a[mi], b[0]);
@@ -159,14 +169,6 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
           apply_dropout(scores, dropout, static_cast<std::uint32_t>(batch * args.heads_q + head), score_row0, score_col0);
       }
 
-      // V[n] has landed, and every warp is done with K[n], which the next load replaces.
-      ptx::cp_async_wait<0>();
-      __syncthreads();
-      if (n > keys.begin) {
-        load_tile_async<Tile::kThreads>(k_smem, key_tile(k_rows, args.k.row_stride, n - 1));
-        ptx::cp_async_commit();
-      }
-
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) {
         std::uint32_t a[kMTiles][4];
@@ -175,7 +177,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
 #pragma unroll
         for (int dp = 0; dp < kHeadDim / 16; ++dp) {
           std::uint32_t b[2][2];
-          load_b_operand_pair_trans(v_smem, 16 * kk, 16 * dp, b);
+          load_b_operand_pair_trans(v_tile, 16 * kk, 16 * dp, b);
 #pragma unroll
           for (int mi = 0; mi < kMTiles; ++mi) {
             ptx::mma_16x8x16<Element>(out.value[mi][2 * dp], a[mi], b[0]);

@@ -4,9 +4,10 @@
 namespace tileflash::cuda::sm80 {
 
 // Shared memory one block may opt into: 99 KiB on sm_86, sm_89 and sm_120 (the tile set
-// that runs everywhere), 163 KiB on sm_80 and 227 KiB on sm_90 (the large tile set).
+// that runs everywhere), 163 KiB on sm_80 and 227 KiB on sm_90. The large tile set is
+// used where the device offers what a tile needs (launch_forward checks).
 constexpr int kSharedMemoryBudget = 99 * 1024;
-constexpr int kLargeSharedMemoryBudget = 163 * 1024;
+constexpr int kLargeSharedMemoryBudget = 227 * 1024;
 
 struct ForwardTileShape {
   int block_m;  // query rows per block
@@ -24,12 +25,13 @@ struct ForwardTileShape {
 // read from shared memory feed two mma tiles (shared-memory bandwidth, not the tensor
 // cores, bounds these kernels); at head dim 128 the score tile narrows to 32 columns to
 // stay within 255 registers. Larger heads drop to 16 rows per warp; with the large
-// shared memory they keep 128 rows per block, halving the K/V traffic per query row.
+// shared memory (sm_90; sm_80 for d <= 192) they keep 128 rows per block, halving the
+// K/V traffic per query row, and 64 keys per step.
 constexpr ForwardTileShape forward_tile_shape(int head_dim, bool large_shared_memory) {
   if (head_dim <= 64) return {128, 64, 4, 2};
   if (head_dim <= 128) return {128, 32, 4, 1};
   if (large_shared_memory) return {128, 64, 8, 1};
-  return {64, 64, 4, 1};
+  return {64, 32, 4, 1};
 }
 
 // Whether a head-dim tile has a distinct large-shared-memory variant.
@@ -50,8 +52,8 @@ struct ForwardTile {
   static constexpr int kMTiles = kRowsPerWarp / 16;  // 16-row mma tiles per warp
   static constexpr int kNTiles = kBlockN / 8;        // 8-column mma tiles of a score tile
   static constexpr int kDTiles = kHeadDim / 8;       // 8-column mma tiles of the output
-  // Q, one K tile and one V tile, each padded by 8 elements per row (tile_io.cuh).
-  static constexpr int kSharedBytes = (kBlockM + 2 * kBlockN) * (kHeadDim + 8) * 2;
+  // Q and two stages of K and V, each padded by 8 elements per row (tile_io.cuh).
+  static constexpr int kSharedBytes = (kBlockM + 4 * kBlockN) * (kHeadDim + 8) * 2;
 
   static_assert(kHeadDim % 16 == 0 && kHeadDim <= 256, "head-dim tiles are multiples of 16 up to 256");
   static_assert(kRowsPerWarp % 16 == 0, "a warp owns whole 16-row mma tiles");
