@@ -1,6 +1,5 @@
 // The `cuda` backend: tileflash::forward/backward on device tensors.
 #include <algorithm>
-#include <limits>
 
 #include "bench.h"
 #include "gpu_common.h"

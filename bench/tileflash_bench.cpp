@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -276,7 +275,8 @@ void write_csv_row(std::ostream& csv, const Row& r) {
 std::string describe(const Case& c) {
   std::ostringstream s;
   s << short_dtype_name(c.dtype) << " b=" << c.batch << " h=" << c.heads_q << '/' << c.heads_kv << " s=" << c.seq_q
-    << '/' << c.seq_k << " d=" << c.head_dim << (c.causal ? " causal " : " ") << direction_name(c.direction);
+    << '/' << c.seq_k << " d=" << c.head_dim << ' ' << layout_name(c.layout) << (c.causal ? " causal " : " ")
+    << direction_name(c.direction);
   return s.str();
 }
 
