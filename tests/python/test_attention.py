@@ -7,7 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import tileflash  # noqa: E402
-from conftest import assert_close, dropout_keep_mask, plain_attention, randn, reference_attention  # noqa: E402
+from conftest import (assert_close, dropout_keep_mask, plain_attention, plain_gradients, randn,
+                      reference_attention)  # noqa: E402
 
 # (batch, seq_q, seq_k, heads_q, heads_kv, head_dim): odd sizes, seq_q != seq_k both ways,
 # GQA and MQA, Pythia's head dim 80.
@@ -79,11 +80,10 @@ def test_backward_matches_reference(rng, shape, feature, dtype, backend):
 
     leaves64 = [t.detach().double().requires_grad_() for t in (q, k, v)]
     expected = torch.autograd.grad(reference_attention(*leaves64, **features)[0], leaves64, dout.double())
-    leaves32 = [t.detach().float().requires_grad_() for t in (q, k, v)]
-    plain = torch.autograd.grad(plain_attention(*leaves32, **features)[0], leaves32, dout.float())
+    plain = plain_gradients(q, k, v, dout, **features)
     for name, grad, want, budget in zip(("dq", "dk", "dv"), grads, expected, plain):
         assert grad.dtype == dtype
-        assert_close(grad, want, budget.to(dtype), name=name)
+        assert_close(grad, want, budget, name=name)
 
 
 def test_long_causal_sequence_forward_and_backward(rng):
@@ -94,9 +94,8 @@ def test_long_causal_sequence_forward_and_backward(rng):
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
     expected_out = reference_attention(*leaves, causal=True)[0]
     expected = torch.autograd.grad(expected_out, leaves, dout.double())
-    plain_leaves = [t.detach().requires_grad_() for t in (q, k, v)]
-    plain_out = plain_attention(*plain_leaves, causal=True)[0]
-    plain = torch.autograd.grad(plain_out, plain_leaves, dout)
+    plain_out = plain_attention(q, k, v, causal=True)[0]
+    plain = plain_gradients(q, k, v, dout, causal=True)
     assert_close(out, expected_out, plain_out, name="out")
     for name, grad, want, budget in zip(("dq", "dk", "dv"), grads, expected, plain):
         assert_close(grad, want, budget, name=name)
@@ -177,14 +176,14 @@ def test_varlen_matches_each_sequence_alone(rng, dtype):
         leaves = [t.detach().double().unsqueeze(0).requires_grad_() for t in pieces]
         ref_out, ref_lse = reference_attention(*leaves, causal=True, alibi_slopes=slopes)
         ref_grads = torch.autograd.grad(ref_out, leaves, dout[rq].double().unsqueeze(0))
-        plain_leaves = [t.detach().float().unsqueeze(0).requires_grad_() for t in pieces]
-        plain_out, plain_lse = plain_attention(*plain_leaves, causal=True, alibi_slopes=slopes)
-        plain_grads = torch.autograd.grad(plain_out, plain_leaves, dout[rq].float().unsqueeze(0))
-        assert_close(out[rq], ref_out[0], plain_out[0].to(dtype), name=f"out[{b}]")
+        pieces = [t.detach().unsqueeze(0) for t in pieces]
+        plain_out, plain_lse = plain_attention(*pieces, causal=True, alibi_slopes=slopes)
+        plain_grads = plain_gradients(*pieces, dout[rq].unsqueeze(0), causal=True, alibi_slopes=slopes)
+        assert_close(out[rq], ref_out[0], plain_out[0], name=f"out[{b}]")
         assert_close(lse[:, rq], ref_lse[0].float(), plain_lse[0], name=f"lse[{b}]")
         for name, grad, want, budget in zip(("dq", "dk", "dv"), grads, ref_grads, plain_grads):
             rows = rq if name == "dq" else rk
-            assert_close(grad[rows], want[0], budget[0].to(dtype), name=f"{name}[{b}]")
+            assert_close(grad[rows], want[0], budget[0], name=f"{name}[{b}]")
 
 
 def test_varlen_bias_uses_sequence_local_indices(rng):
@@ -221,12 +220,11 @@ def test_dropout_draws_the_philox_stream_from_torch_seed(rng, backend, dtype):
     leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
     expected = reference_attention(*leaves, keep=keep, dropout_p=p)[0]
     expected_grads = torch.autograd.grad(expected, leaves, dout.double())
-    plain_leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
-    plain = plain_attention(*plain_leaves, keep=keep, dropout_p=p)[0]
-    plain_grads = torch.autograd.grad(plain, plain_leaves, dout.float())
+    plain = plain_attention(q.detach(), k.detach(), v.detach(), keep=keep, dropout_p=p)[0]
+    plain_grads = plain_gradients(q, k, v, dout, keep=keep, dropout_p=p)
     assert_close(out, expected, plain, name="out")
     for name, grad, want, budget in zip(("dq", "dk", "dv"), grads, expected_grads, plain_grads):
-        assert_close(grad, want, budget.to(dtype), name=name)
+        assert_close(grad, want, budget, name=name)
 
 
 def test_dropout_is_repeatable_under_manual_seed_and_keeps_the_right_fraction(rng):
