@@ -42,6 +42,8 @@ bench_merge() {
     echo "# device: $device"
     echo "# host cpu: $(bench_cpu_name) ($(nproc) threads)"
     echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    # Other work on a shared machine slows every timing: say how busy it was.
+    echo "# load average (1, 5, 15 min) when the run ended: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# commit: $(bench_commit)"
     echo "# command: $command"
     head -n1 "$1"
