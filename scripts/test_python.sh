@@ -3,7 +3,7 @@
 # the pytest suite in tests/python. Exits non-zero on any failure, and also when pytest
 # collected no test at all.
 #
-#   scripts/test_python.sh [pytest arguments...]
+#   scripts/test_python.sh [pytest arguments, relative to tests/python; default: all]
 #
 # Environment:
 #   TILEFLASH_VENV   the virtual environment (default: .venv in the repository, git-ignored)
@@ -43,7 +43,8 @@ echo "   installed in $((SECONDS - start)) s"
 echo "== pytest tests/python"
 # Run from the tests folder so that the installed package, not the source tree, is imported.
 set +e
-(cd "$repo/tests/python" && "$python" -m pytest -p no:cacheprovider -q -rs "$@" .)
+[[ $# -gt 0 ]] || set -- .
+(cd "$repo/tests/python" && "$python" -m pytest -p no:cacheprovider -q -rs "$@")
 status=$?
 set -e
 if [[ $status -eq 5 ]]; then
