@@ -1,6 +1,7 @@
 // Times tileflash's CUDA forward on the grid of shared/ANCHORS.md (bf16, b * s = 16384
 // tokens, hidden 2048, d = 64/128/256, causal and not) with CUDA events, median of 20
 // after warm-up, and prints CSV: d,causal,seq,batch,heads,ms,tflops.
+// Optional arguments narrow the grid: forward_timing [head_dim [seq]].
 // Built and run by scripts/device_check_forward.sh.
 #include <cuda_runtime.h>
 
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   std::vector<std::int64_t> seqs = {512, 1024, 2048, 4096, 8192, 16384};
   std::vector<std::int64_t> head_dims = {64, 128, 256};
   if (argc > 1) head_dims = {std::atoll(argv[1])};
+  if (argc > 2) seqs = {std::atoll(argv[2])};
   const std::size_t elements = kTokens * kHidden;
   std::vector<void*> buffers(4);
   for (int i = 0; i < 4; ++i) {

@@ -114,7 +114,13 @@ TEST(CudaForward, EveryFeature) {
       add([](CaseConfig& c) { c.heads_first = true; c.seq_q = 129; });
       add([](CaseConfig& c) { c.with_lse = false; });
       add([](CaseConfig& c) { c.softmax_scale = -0.3f; });
-      add([](CaseConfig& c) { c.input_stddev = 30.0; c.seq_q = 100; });  // logits ~1e4
+      // Large logits (~1e3 in bf16). In fp16 the fp32 sums of q.k then carry absolute
+      // errors near 1e-3, which the same-precision baseline meets only by the luck of its
+      // summation order, so fp16 takes logits ~1e2.
+      add([&](CaseConfig& c) {
+        c.input_stddev = dtype == DType::bfloat16 ? 30.0 : 8.0;
+        c.seq_q = 100;
+      });
       add([](CaseConfig& c) { c.seqlens_q = {37, 0, 577, 1, 100}; c.seqlens_k = {577, 5, 37, 0, 100}; });
       add([](CaseConfig& c) {
         c.seqlens_q = {300, 1, 64};

@@ -221,26 +221,31 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
   }
 }
 
-template <class Tile, class Element>
+template <class Tile, class Element, bool kLogitExtras>
 void launch_forward_tile(const AttentionArgs& args, cudaStream_t stream) {
   const std::int64_t m_blocks = (args.seq_q + Tile::kBlockM - 1) / Tile::kBlockM;
   if (m_blocks == 0 || args.batch == 0) return;
   const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(args.heads_q), static_cast<unsigned>(args.batch));
-  const auto kernel = args.has_logit_extras() ? forward_kernel<Tile, Element, true> : forward_kernel<Tile, Element, false>;
+  const auto kernel = forward_kernel<Tile, Element, kLogitExtras>;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
              "setting the forward kernel's shared-memory size");
   kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(args);
   check_cuda(cudaGetLastError(), "launching the forward kernel");
 }
 
-// The large tile set where the device lets a block opt into enough shared memory.
+// The large tile set where the device lets a block opt into enough shared memory. The
+// extras path always takes the base tiles: its per-score work needs the registers that
+// larger score tiles would take.
 template <int kHeadDimTile, class Element>
 void launch_forward(const AttentionArgs& args, cudaStream_t stream) {
+  using Base = ForwardTile<kHeadDimTile, false>;
+  if (args.has_logit_extras()) return launch_forward_tile<Base, Element, true>(args, stream);
   if constexpr (has_large_variant(kHeadDimTile)) {
     using Large = ForwardTile<kHeadDimTile, true>;
-    if (device_shared_memory_per_block() >= Large::kSharedBytes) return launch_forward_tile<Large, Element>(args, stream);
+    if (device_shared_memory_per_block() >= Large::kSharedBytes)
+      return launch_forward_tile<Large, Element, false>(args, stream);
   }
-  launch_forward_tile<ForwardTile<kHeadDimTile, false>, Element>(args, stream);
+  launch_forward_tile<Base, Element, false>(args, stream);
 }
 
 }  // namespace tileflash::cuda::sm80

@@ -23,13 +23,13 @@ struct ForwardTileShape {
 // Each warp holds its rows' output (rows x head_dim fp32) and one score tile (rows x
 // block_n fp32) in registers. 32 rows per warp up to head dim 128 let each K/V fragment
 // read from shared memory feed two mma tiles (shared-memory bandwidth, not the tensor
-// cores, bounds these kernels); at head dim 128 the score tile narrows to 32 columns to
-// stay within 255 registers. Larger heads drop to 16 rows per warp; with the large
+// cores, bounds these kernels); above head dim 64 the base tiles narrow the score tile
+// to 32 columns to fit two K/V stages in 99 KiB. Larger heads drop to 16 rows per warp; with the large
 // shared memory (sm_90; sm_80 for d <= 192) they keep 128 rows per block, halving the
 // K/V traffic per query row, and 64 keys per step.
 constexpr ForwardTileShape forward_tile_shape(int head_dim, bool large_shared_memory) {
   if (head_dim <= 64) return {128, 64, 4, 2};
-  if (head_dim <= 128) return {128, 32, 4, 1};
+  if (head_dim <= 128) return {128, large_shared_memory ? 64 : 32, 4, 1};
   if (large_shared_memory) return {128, 64, 8, 1};
   return {64, 32, 4, 1};
 }
