@@ -73,9 +73,9 @@ struct BackwardKernelTraits {
   using RowTile = SmemTile<Element, kBlockM, kHeadDim>;  // Q, dO
   using KeyTile = SmemTile<Element, kBlockN, kHeadDim>;  // K, V
   using ScoreTile = SmemTile<Element, kBlockM, kBlockN>; // P (dropped), dS
-  // Q and dO double-buffered (the next query block loads during the dK/dV/dQ products).
+  // Q and dO double-buffered: the next query block loads while this one is processed.
   static constexpr int kSmemBytes = 4 * RowTile::kBytes + 2 * KeyTile::kBytes + 2 * ScoreTile::kBytes;
-  static_assert(kSmemBytes <= 227 * 1024, "backward tile exceeds the 227 KiB of shared memory of sm_80/sm_90");
+  static_assert(kSmemBytes <= 227 * 1024, "backward tile exceeds the 227 KiB of shared memory of sm_90");
 };
 
 // The A operand of a 16x16 block of X^T from a tile storing X (row = k, col = m), e.g. P^T
@@ -314,32 +314,51 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
   dk_acc.fill(0.0f);
   dv_acc.fill(0.0f);
 
+  // Per-row statistics of this warp's S rows for a query block: lse (+inf for rows that see
+  // no key, so P = 0 there) and D.
+  float next_lse[kSdpMTiles][2], next_dot[kSdpMTiles][2];
+  const auto load_row_stats = [&](int iteration) {
+    const int head = kv_head * group + iteration / blocks_per_head;
+    const int m0 = (m_begin + iteration % blocks_per_head) * kBlockM;
+#pragma unroll
+    for (int mi = 0; mi < kSdpMTiles; ++mi)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int i = m0 + sdp_row0 + 16 * mi + 8 * half + g;
+        next_lse[mi][half] = INFINITY;
+        next_dot[mi][half] = 0.0f;
+        if (i < span.seq_q) {
+          const float lse =
+              a.lse[b * a.lse_batch_stride + head * a.lse_head_stride + (span.q_row0 + i) * a.lse_row_stride];
+          if (lse != -INFINITY) next_lse[mi][half] = lse;
+          next_dot[mi][half] = p.dout_dot_out[head * p.rows_q + span.q_packed0 + i];
+        }
+      }
+  };
+  if (iterations > 0) load_row_stats(0);
+
   for (int iteration = 0; iteration < iterations; ++iteration) {
     const int buffer = iteration & 1;
     const int head = kv_head * group + iteration / blocks_per_head;
     const int m_block = m_begin + iteration % blocks_per_head;
     const int m0 = m_block * kBlockM;
 
-    // Per-row statistics of this warp's S rows: lse (+inf for rows that see no key, so
-    // P = 0 there) and D.
+    ptx::cp_async_wait<0>();
+    __syncthreads();  // Q/dO of this block landed; every warp is done with the previous block
+
+    // The next block's Q, dO and row statistics load during this whole iteration (the other
+    // buffer's last readers finished the previous iteration).
+    if (iteration + 1 < iterations) load_query_block(iteration + 1, buffer ^ 1);
+    ptx::cp_async_commit();
     float row_lse[kSdpMTiles][2], row_dot[kSdpMTiles][2];
 #pragma unroll
     for (int mi = 0; mi < kSdpMTiles; ++mi)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int i = m0 + sdp_row0 + 16 * mi + 8 * half + g;
-        row_lse[mi][half] = INFINITY;
-        row_dot[mi][half] = 0.0f;
-        if (i < span.seq_q) {
-          const float lse =
-              a.lse[b * a.lse_batch_stride + head * a.lse_head_stride + (span.q_row0 + i) * a.lse_row_stride];
-          if (lse != -INFINITY) row_lse[mi][half] = lse;
-          row_dot[mi][half] = p.dout_dot_out[head * p.rows_q + span.q_packed0 + i];
-        }
+        row_lse[mi][half] = next_lse[mi][half];
+        row_dot[mi][half] = next_dot[mi][half];
       }
-
-    ptx::cp_async_wait<0>();
-    __syncthreads();  // Q/dO of this block landed; every warp is done with the previous block
+    if (iteration + 1 < iterations) load_row_stats(iteration + 1);
     const RowTile s_q = q_tile(buffer), s_do = do_tile(buffer);
 
     // S = Q K^T and dP = dO V^T on this warp's (kSdpRows x kSdpCols) tile.
@@ -450,10 +469,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
     };
     if (tile_inside_band) scores_to_p_and_ds(std::false_type{});
     else scores_to_p_and_ds(std::true_type{});
-    __syncthreads();  // P and dS complete; no warp reads the other Q/dO buffer any more
-
-    if (iteration + 1 < iterations) load_query_block(iteration + 1, buffer ^ 1);
-    ptx::cp_async_commit();
+    __syncthreads();  // P and dS complete
 
     // dV += P^T dO and dK += dS^T Q on this warp's (kDkvRows x kDkvCols) tile.
     const auto scores_transposed_operand = [&](const ScoreTile& tile) {
