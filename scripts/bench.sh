@@ -6,13 +6,13 @@
 # comparison with standard attention; the CSV lands in the build folder.
 #
 # Environment (optional): TILEFLASH_BUILD_DIR (default build-bench), TILEFLASH_JOBS,
-# TILEFLASH_CUDA_ARCHS, TILEFLASH_HEAD_DIMS (as for scripts/test.sh), BENCH_ARGS
+# TILEFLASH_CUDA_ARCHS (default: the local GPU's), TILEFLASH_HEAD_DIMS, BENCH_ARGS
 # (extra tileflash-bench options, e.g. "--seq 4096 --reps 20").
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" bench
 
 build_dir="${TILEFLASH_BUILD_DIR:-build-bench}"
 jobs="${TILEFLASH_JOBS:-$(nproc)}"
@@ -21,6 +21,10 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q 
 
 config=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEFLASH_BUILD_TESTS=OFF -DTILEFLASH_NATIVE=ON)
 if ((gpu)); then config+=(-DTILEFLASH_CUDA=ON); else config+=(-DTILEFLASH_CUDA=OFF); fi
+if ((gpu)) && [[ -z "${TILEFLASH_CUDA_ARCHS:-}" ]]; then
+  # Compile for the GPU that will run the benchmark only ("9.0" -> 90): a fraction of the full build.
+  TILEFLASH_CUDA_ARCHS="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n1 | tr -d ' .')"
+fi
 [[ -n "${TILEFLASH_CUDA_ARCHS:-}" ]] && config+=(-DTILEFLASH_CUDA_ARCHS="$TILEFLASH_CUDA_ARCHS")
 [[ -n "${TILEFLASH_HEAD_DIMS:-}" ]] && config+=(-DTILEFLASH_HEAD_DIMS="$TILEFLASH_HEAD_DIMS")
 cmake -S . -B "$build_dir" "${config[@]}"
