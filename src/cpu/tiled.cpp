@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -22,7 +21,6 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/thread_pool.h"
 #include "cpu/workspace.h"
-#include "tileflash/error.h"
 
 namespace tileflash::cpu {
 namespace tiled {

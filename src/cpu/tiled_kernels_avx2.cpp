@@ -11,13 +11,13 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #define TILEFLASH_HAVE_AVX2_KERNELS 1
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
+#pragma GCC target("avx2,fma")
 #include <immintrin.h>
 
 namespace tileflash::cpu::tiled {
 namespace avx2 {
 
-#define TILEFLASH_TARGET __attribute__((target("avx2,fma,f16c")))
+#define TILEFLASH_TARGET __attribute__((target("avx2,fma")))
 
 struct Vec {
   static constexpr int width = 8;

@@ -12,7 +12,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #define TILEFLASH_HAVE_AVX512_KERNELS 1
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
 // GCC 12's AVX-512 headers start some intrinsics from an undefined vector on purpose.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -21,7 +21,7 @@
 namespace tileflash::cpu::tiled {
 namespace avx512 {
 
-#define TILEFLASH_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")))
+#define TILEFLASH_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 
 struct Vec {
   static constexpr int width = 16;
