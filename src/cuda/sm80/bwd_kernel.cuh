@@ -115,6 +115,47 @@ __device__ __forceinline__ void warp_gemm(AccumulatorTile<kMTiles, kNTiles>& acc
   }
 }
 
+// Two products of the same shape at once (acc0 += A0 B0, acc1 += A1 B1): twice the
+// independent mma per k-step, for products whose operands fit in registers together.
+template <class Element, int kSteps, int kMTiles, int kNTiles, class LoadA0, class LoadB0, class LoadA1, class LoadB1>
+__device__ __forceinline__ void warp_gemm_pair(AccumulatorTile<kMTiles, kNTiles>& acc0, LoadA0&& load_a0,
+                                               LoadB0&& load_b0, AccumulatorTile<kMTiles, kNTiles>& acc1,
+                                               LoadA1&& load_a1, LoadB1&& load_b1) {
+  static_assert(kNTiles % 2 == 0, "B operands come in pairs of 8-column tiles");
+  std::uint32_t a0[2][kMTiles][4], a1[2][kMTiles][4];
+  std::uint32_t b0[2][kNTiles / 2][2][2], b1[2][kNTiles / 2][2][2];
+  load_a0(0, a0[0]);
+  load_b0(0, b0[0]);
+  load_a1(0, a1[0]);
+  load_b1(0, b1[0]);
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    if (step + 1 < kSteps) {
+      load_a0(step + 1, a0[(step + 1) & 1]);
+      load_b0(step + 1, b0[(step + 1) & 1]);
+      load_a1(step + 1, a1[(step + 1) & 1]);
+      load_b1(step + 1, b1[(step + 1) & 1]);
+    }
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+      for (int nj = 0; nj < kNTiles / 2; ++nj)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; ++h2) {
+          ptx::mma_16x8x16<Element>(acc0.value[mi][2 * nj + h2], a0[step & 1][mi], b0[step & 1][nj][h2]);
+          ptx::mma_16x8x16<Element>(acc1.value[mi][2 * nj + h2], a1[step & 1][mi], b1[step & 1][nj][h2]);
+        }
+  }
+}
+
+// 2^x on the special-function unit (about 2 ulp; subnormal results flush to 0, which P
+// rounded to 16 bits cannot hold anyway).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 template <class Element>
 __device__ __forceinline__ float to_float(Element x);
 template <>
@@ -377,8 +418,14 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
         for (int nj = 0; nj < kSdpNTiles / 2; ++nj) load_b_operand_pair(tile, sdp_col0 + 16 * nj, 16 * step, b[nj]);
       };
     };
-    warp_gemm<Element, kHeadDim / 16>(s_acc, rows_operand(s_q), keys_operand(s_k));
-    warp_gemm<Element, kHeadDim / 16>(dp_acc, rows_operand(s_do), keys_operand(s_v));
+    // Both products at once where registers allow (the dK/dV accumulators are small).
+    if constexpr (kHeadDim <= 64) {
+      warp_gemm_pair<Element, kHeadDim / 16>(s_acc, rows_operand(s_q), keys_operand(s_k), dp_acc, rows_operand(s_do),
+                                             keys_operand(s_v));
+    } else {
+      warp_gemm<Element, kHeadDim / 16>(s_acc, rows_operand(s_q), keys_operand(s_k));
+      warp_gemm<Element, kHeadDim / 16>(dp_acc, rows_operand(s_do), keys_operand(s_v));
+    }
 
     // P (dropped and rescaled, for dV) and dS, element by element, into shared memory:
     //   dS = P * (dP * Z - D) * (1 - tanh^2 when capped),  Z = keep / (1 - p).
@@ -446,8 +493,8 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
               const float lse = row_lse[mi][half];
               float prob = 0.0f;
               if (!kMasked || (j >= col_first[mi][half] && j < col_end[mi][half])) {
-                if constexpr (kExtras) prob = exp2f((logit.template operator()<Element>(qk, mask, i, j) - lse) * kLog2e);
-                else prob = exp2f(fmaf(qk, a.scale, -lse) * kLog2e);
+                if constexpr (kExtras) prob = fast_exp2((logit.template operator()<Element>(qk, mask, i, j) - lse) * kLog2e);
+                else prob = fast_exp2(fmaf(qk, a.scale, -lse) * kLog2e);
               }
               if constexpr (kExtras) {
                 float chain = 1.0f;
@@ -484,8 +531,8 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
         for (int nj = 0; nj < kDkvNTiles / 2; ++nj) load_b_operand_pair_trans(tile, 16 * step, dkv_col0 + 16 * nj, b[nj]);
       };
     };
-    warp_gemm<Element, kBlockM / 16>(dv_acc, scores_transposed_operand(s_p), rows_transposed_operand(s_do));
-    warp_gemm<Element, kBlockM / 16>(dk_acc, scores_transposed_operand(s_ds), rows_transposed_operand(s_q));
+    warp_gemm_pair<Element, kBlockM / 16>(dv_acc, scores_transposed_operand(s_p), rows_transposed_operand(s_do), dk_acc,
+                                          scores_transposed_operand(s_ds), rows_transposed_operand(s_q));
 
     // dQ (unscaled) = dS K on this warp's (kDqRows x kDqCols) tile.
     AccumulatorTile<kDqMTiles, kDqNTiles> dq_acc;
