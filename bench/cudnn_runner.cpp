@@ -67,13 +67,24 @@ std::shared_ptr<fe::graph::Tensor_attributes> stats_tensor(fe::graph::Graph& gra
                           .set_data_type(fe::DataType_t::FLOAT));
 }
 
+// For seq_q == seq_k the top-left and bottom-right causal masks are the same mask;
+// cuDNN's backward is much faster with the top-left form (on an H200, d = 128,
+// seq 2048: 250 TFLOP/s bottom-right against about 415 through PyTorch's top-left),
+// so the baseline uses it wherever it means the same thing.
+template <class Attributes>
+void set_causal(Attributes& options, const Case& c) {
+  if (!c.causal) return;
+  if (c.seq_q == c.seq_k) options.set_causal_mask(true);
+  else options.set_causal_mask_bottom_right(true);
+}
+
 std::shared_ptr<fe::graph::Graph> forward_graph(const Case& c, float scale) {
   auto graph = new_graph(c.dtype);
   auto q = add_tensor(*graph, "q", kQ, q_shape(c), c.layout);
   auto k = add_tensor(*graph, "k", kK, kv_shape(c), c.layout);
   auto v = add_tensor(*graph, "v", kV, kv_shape(c), c.layout);
   auto options = fe::graph::SDPA_attributes().set_name("sdpa").set_generate_stats(true).set_attn_scale(scale);
-  if (c.causal) options.set_causal_mask_bottom_right(true);
+  set_causal(options, c);
   auto [o, stats] = graph->sdpa(q, k, v, options);
   set_output(*o, kO, q_shape(c), c.layout);
   stats->set_output(true).set_uid(kStats).set_data_type(fe::DataType_t::FLOAT);
@@ -89,7 +100,7 @@ std::shared_ptr<fe::graph::Graph> backward_graph(const Case& c, float scale) {
   auto dout = add_tensor(*graph, "dout", kDout, q_shape(c), c.layout);
   auto stats = stats_tensor(*graph, c);
   auto options = fe::graph::SDPA_backward_attributes().set_name("sdpa_backward").set_attn_scale(scale);
-  if (c.causal) options.set_causal_mask_bottom_right(true);
+  set_causal(options, c);
   auto [dq, dk, dv] = graph->sdpa_backward(q, k, v, o, dout, stats, options);
   set_output(*dq, kDq, q_shape(c), c.layout);
   set_output(*dk, kDk, kv_shape(c), c.layout);
