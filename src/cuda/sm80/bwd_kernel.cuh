@@ -1,13 +1,17 @@
 // FlashAttention-2 backward on mma.sync (sm_80 and newer).
 //
-// Three kernels per call:
+// Kernels of one call:
 //   1. backward_dot_kernel:   D = rowsum(dO * O) per query row, fp32.
 //   2. backward_main_kernel:  one CTA per (key block, kv head, sequence). K and V stay in
 //      shared memory; the CTA walks the query blocks of every query head of its GQA group,
 //      recomputes P from the log-sum-exp, accumulates dK and dV in registers (so the group
-//      sum needs no atomics), and adds dS K into an fp32 dQ accumulator.
+//      sum needs no atomics), and adds dS K into an fp32 dQ accumulator: atomics in fast
+//      mode; in deterministic mode the key blocks of a sequence take turns per query block
+//      (ordered semaphores, as FA3 does), so the sums happen in one fixed order.
 //   3. backward_dq_convert_kernel: dQ = scale * accumulator, in the output dtype.
-// The bias is a constant of the problem: no gradient is computed for it.
+//   4. varlen only: backward_zero_unused_keys_kernel zeroes dK, dV rows past the last sequence.
+// The bias is a constant of the problem: no gradient is computed for it. Workspace (D, the
+// dQ accumulator, the turn counters) is linear in the number of query rows.
 #pragma once
 
 #include <cuda_bf16.h>
