@@ -221,13 +221,15 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
   const std::int64_t hq = problem.heads_q, group = problem.group_size();
 
   const std::int64_t pairs = problem.batch * problem.heads_kv;
-  // Enough tasks to feed a many-core host when there are few (sequence, kv head) pairs;
-  // each extra chunk costs one more fp32 dQ buffer.
-  constexpr std::int64_t kBackwardTaskTarget = 64;
-  const std::int64_t chunks = pairs == 0 ? 1
-                                         : std::clamp<std::int64_t>(ceil_div(kBackwardTaskTarget, pairs), 1,
-                                                                    std::max<std::int64_t>(1, layout.max_k_tiles));
   const std::int64_t partial_stride = hq * rows_total * pd;  // between the chunks' dQ buffers
+  // Enough tasks to feed a many-core host when there are few (sequence, kv head) pairs;
+  // each extra chunk costs one more fp32 dQ buffer, so their total is capped (a few
+  // long heads then get fewer, larger tasks). Both limits depend on the problem alone.
+  constexpr std::int64_t kBackwardTaskTarget = 64;
+  constexpr std::int64_t kPartialBudgetFloats = std::int64_t{64} << 20;  // 256 MiB
+  std::int64_t chunks = pairs == 0 ? 1 : ceil_div(kBackwardTaskTarget, pairs);
+  chunks = std::min({chunks, layout.max_k_tiles, kPartialBudgetFloats / std::max<std::int64_t>(partial_stride, 1)});
+  chunks = std::max<std::int64_t>(chunks, 1);
 
   // Per (query head, packed row): q * scale, dO, lse, D = rowsum(dO o O), and the chunks'
   // dQ accumulators zeroed.
