@@ -59,3 +59,13 @@ bench_export() {
     [[ "$(cd "$(dirname "$file")" && pwd)" == "$(cd "$OUT" && pwd)" ]] || cp "$file" "$OUT"/
   done
 }
+
+# bench_plot KIND CSV: a PNG beside the CSV when matplotlib is there (plot.py).
+bench_plot() {
+  local png="${2%.csv}.png"
+  if python3 -c 'import matplotlib' 2>/dev/null && python3 "$bench_root/bench/plot.py" "$1" "$2" -o "$png" >&2; then
+    echo "$png"
+  else
+    echo "bench: no plot of $2 (matplotlib missing or plot.py failed)" >&2
+  fi
+}

@@ -5,7 +5,7 @@
 # 16384; bf16; forward and backward; batch * seq = 16384 tokens, hidden 2048
 # (heads = 2048 / d). Builds tileflash-bench first.
 #
-# Writes bench/results/<device>-<date>-grid.csv (and copies it and the logs to $OUT
+# Writes bench/results/<device>-<date>-grid.csv and a .png plot of it (copied with the logs to $OUT
 # when that is set, as on the lent GPU machine). Takes about 5-8 minutes on an H200
 # including the build with 16 cores.
 #
@@ -42,5 +42,6 @@ bench_merge "$out" "$device" "bench/run_anchor_grid.sh (tileflash-bench and torc
   "$scratch/tileflash.csv" "$scratch/torch.csv"
 echo "grid: $out"
 python3 bench/summarize.py "$out" --baseline sdpa-flash --baseline cudnn || true
-bench_export "$out" "$scratch/tileflash.log" "$scratch/torch.log"
+png="$(bench_plot throughput "$out")"
+bench_export "$out" ${png:+"$png"} "$scratch/tileflash.log" "$scratch/torch.log"
 exit "$status"

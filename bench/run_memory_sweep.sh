@@ -11,7 +11,7 @@
 #        workspace across calls (src/cpu/workspace.cpp), so within one process the
 #        allocation counter would only see the pool grow.
 # usage: bench/run_memory_sweep.sh [gpu|cpu]   (default: gpu when nvidia-smi finds one)
-# Writes bench/results/<device>-<date>-memory.csv (copied to $OUT when set).
+# Writes bench/results/<device>-<date>-memory.csv and a .png plot (copied to $OUT when set).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$bench_root"
@@ -60,5 +60,6 @@ else
 fi
 bench_merge "$out" "$device" "bench/run_memory_sweep.sh $mode (tileflash-bench ${args[*]})" "${parts[@]}"
 echo "memory sweep: $out"
-bench_export "$out"
+png="$(bench_plot memory "$out")"
+bench_export "$out" ${png:+"$png"}
 exit "$status"
