@@ -47,6 +47,10 @@ double tolerance_floor(DType dtype) {
     return ::testing::AssertionFailure() << name << ": element counts differ";
   const ErrorStats r = error_stats(result, reference);
   const ErrorStats b = error_stats(baseline, reference);
+  // An unwritten (NaN) baseline element would make the allowance infinite.
+  if (!std::isfinite(b.max_abs_error))
+    return ::testing::AssertionFailure() << name << ": the same-precision baseline itself disagrees with the reference "
+                                         << "(NaN or infinity)";
   const double allowed = 2.0 * b.max_abs_error + tolerance_floor(dtype) * std::max(1.0, r.max_abs_reference);
   std::ostringstream msg;
   msg << name << ": max abs error " << r.max_abs_error << " (relative L2 " << r.relative_l2_error

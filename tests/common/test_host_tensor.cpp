@@ -76,6 +76,9 @@ TEST(Accuracy, ToleranceIsTwiceTheBaselineErrorPlusAFloor) {
   EXPECT_TRUE(within_tolerance("x", res, baseline, ref, DType::float32));
   res.set(1, -1.021);
   EXPECT_FALSE(within_tolerance("x", res, baseline, ref, DType::float32));
+  res.set(1, -1.0);
+  baseline.set(1, std::numeric_limits<double>::quiet_NaN());
+  EXPECT_FALSE(within_tolerance("x", res, baseline, ref, DType::float32));
 }
 
 }  // namespace
