@@ -109,7 +109,7 @@ CaseConfig base_config(DType dtype, std::int64_t head_dim) {
 
 TEST(CudaBackward, ShapeGrid) {
   SKIP_WITHOUT_GPU();
-  const std::int64_t head_dims[] = {8, 40, 64, 80, 96, 128, 200, 256};
+  const std::int64_t head_dims[] = {8, 40, 64, 80, 96, 128, 160, 192, 200, 256};
   const std::pair<std::int64_t, std::int64_t> seqs[] = {{1, 1}, {37, 577}, {577, 37}, {1000, 1000}, {1, 1000}, {129, 64}};
   std::uint64_t seed = 1100;
   for (DType dtype : {DType::bfloat16, DType::float16})
