@@ -40,8 +40,8 @@ void run_backward_tile(const BackwardKernelParams& call, cudaStream_t stream) {
   const AttentionArgs& a = p.attn;
   p.m_blocks = static_cast<int>((a.seq_q + Traits::kBlockM - 1) / Traits::kBlockM);
 
-  // One allocation: D, the dQ accumulator and (deterministic mode) the turn counters; never
-  // empty, so the key-block kernel still runs (and writes zero dK, dV) when seq_q is 0.
+  // One allocation: D, the dQ accumulator and (deterministic mode) the turn counters, padded
+  // so it is never empty (with seq_q = 0 the key-block kernel still writes zero dK, dV).
   constexpr std::int64_t kAlign = 256;
   const auto aligned = [](std::int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; };
   const std::int64_t dot_bytes = aligned(p.rows_q * a.heads_q * 4);
