@@ -68,11 +68,12 @@ def _options(
 
 def _on_device(t: Tensor):
     """Launch on the tensors' GPU, not whichever one is current."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+    if t.is_cuda and t.device.index != torch.cuda.current_device():
+        return torch.cuda.device(t.device)
+    return contextlib.nullcontext()
 
 
-@torch.library.custom_op("tileflash::attention_forward", mutates_args=(), device_types=("cpu", "cuda"))
-def attention_forward(
+def forward_impl(
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -99,6 +100,12 @@ def attention_forward(
     with _on_device(q):
         _C.forward(q.detach(), k.detach(), v.detach(), out, lse, options)
     return out, lse
+
+
+# The op wraps forward_impl; callers that need neither autograd nor tracing may call
+# forward_impl directly and skip the dispatcher's per-call cost.
+attention_forward = torch.library.custom_op("tileflash::attention_forward", mutates_args=(),
+                                            device_types=("cpu", "cuda"))(forward_impl)
 
 
 @attention_forward.register_fake
