@@ -39,7 +39,7 @@ for step in $steps; do
       ;;
     sanitizer)
       for tool in memcheck racecheck; do
-        timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 $build/tests/tileflash_tests \
+        timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $build/tests/tileflash_tests \
           --gtest_filter='CudaForwardSanitizer.*' > "$OUT/sanitizer_$tool.log" 2>&1
         echo "$tool rc=$?"; tail -3 "$OUT/sanitizer_$tool.log"
       done

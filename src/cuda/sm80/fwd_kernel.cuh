@@ -25,10 +25,11 @@
 namespace tileflash::cuda::sm80 {
 
 // Where sequence `batch` lives: its lengths and the index of its first row in the tensor
-// (varlen: the packed row; fixed lengths: 0 within the batch entry).
+// (varlen: the packed row; fixed lengths: 0 within the batch entry). 32-bit, as
+// cu_seqlens are (the launcher refuses longer sequences); offsets in memory are 64-bit.
 struct SequenceSlice {
-  std::int64_t q_begin = 0, k_begin = 0;
-  std::int64_t seq_q = 0, seq_k = 0;
+  int q_begin = 0, k_begin = 0;
+  int seq_q = 0, seq_k = 0;
 };
 
 __device__ __forceinline__ SequenceSlice sequence_slice(const AttentionArgs& args, int batch) {
@@ -39,10 +40,32 @@ __device__ __forceinline__ SequenceSlice sequence_slice(const AttentionArgs& arg
     s.seq_q = args.cu_seqlens_q[batch + 1] - s.q_begin;
     s.seq_k = args.cu_seqlens_k[batch + 1] - s.k_begin;
   } else {
-    s.seq_q = args.seq_q;
-    s.seq_k = args.seq_k;
+    s.seq_q = static_cast<int>(args.seq_q);
+    s.seq_k = static_cast<int>(args.seq_k);
   }
   return s;
+}
+
+// Tile scheduler. Without a causal band every block of a (batch, head) has the same
+// work: the grid is (m blocks, heads, batch), m fastest, so blocks sharing K/V run
+// together. With one (bottom-right), later row blocks see more keys. The plain path then
+// launches (heads, batch, m blocks) with m slowest and reversed, so the heaviest row
+// blocks of every (batch, head) start first and the light ones fill the tail
+// (longest-processing-time-first); coordinates stay plain special-register reads, which
+// ptxas rematerialises instead of holding in registers. The extras path keeps the first
+// grid and only reverses m within each head.
+template <bool kHeavyFirst>
+__device__ __forceinline__ int scheduled_m_block(bool causal) {
+  if constexpr (kHeavyFirst) return static_cast<int>(gridDim.z - 1 - blockIdx.z);
+  return static_cast<int>(causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x);
+}
+template <bool kHeavyFirst>
+__device__ __forceinline__ int scheduled_head() {
+  return static_cast<int>(kHeavyFirst ? blockIdx.x : blockIdx.y);
+}
+template <bool kHeavyFirst>
+__device__ __forceinline__ int scheduled_batch() {
+  return static_cast<int>(kHeavyFirst ? blockIdx.y : blockIdx.z);
 }
 
 template <class Element>
@@ -53,7 +76,7 @@ __device__ __forceinline__ Element* row_pointer(const SequenceTensor& t, int bat
 // kLogitExtras: softcap, bias, ALiBi, dropout or a non-positive scale are present, and the
 // logits are computed element by element in natural units; otherwise the scale is folded
 // into the exponent (one FFMA per score) and only boundary tiles are masked.
-template <class Tile, class Element, bool kLogitExtras>
+template <class Tile, class Element, bool kLogitExtras, bool kHeavyFirst>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward_kernel(const AttentionArgs args) {
   constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN, kHeadDim = Tile::kHeadDim;
   constexpr int kMTiles = Tile::kMTiles, kNTiles = Tile::kNTiles, kDTiles = Tile::kDTiles;
@@ -68,12 +91,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
   const auto k_smem = [&](int stage) { return KVTile{kv_smem + (2 * stage) * kKVTileElements}; };
   const auto v_smem = [&](int stage) { return KVTile{kv_smem + (2 * stage + 1) * kKVTileElements}; };
 
-  const int head = static_cast<int>(blockIdx.y);
-  const int batch = static_cast<int>(blockIdx.z);
+  const int head = scheduled_head<kHeavyFirst>();
+  const int batch = scheduled_batch<kHeavyFirst>();
   const SequenceSlice seq = sequence_slice(args, batch);
-  // Bottom-right causal blocks see more keys the later their rows: start those first so
-  // the short ones fill the tail of the grid.
-  const int m_block = args.window_right >= 0 ? static_cast<int>(gridDim.x - 1 - blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int m_block = scheduled_m_block<kHeavyFirst>(args.window_right >= 0);
   const std::int64_t row_begin = static_cast<std::int64_t>(m_block) * kBlockM;
   if (row_begin >= seq.seq_q) return;
   const int rows_valid = static_cast<int>(seq.seq_q - row_begin < kBlockM ? seq.seq_q - row_begin : kBlockM);
@@ -189,8 +210,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
   }
 
   // Epilogue: normalise, stage this warp's rows in its own part of the Q tile (only this
-  // warp ever read those rows), then write them out with 16-byte stores.
+  // warp ever read those rows), then write them out with 16-byte stores. The warp's
+  // lanes must all be past their last ldmatrix of those rows before any lane overwrites them.
   softmax.finalize();
+  __syncwarp();
   const float rescale = kLogitExtras ? args.dropout_rescale : 1.0f;
 #pragma unroll
   for (int mi = 0; mi < kMTiles; ++mi)
@@ -221,16 +244,26 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
   }
 }
 
+// Heavy-first order puts m blocks in grid z (at most 65535, i.e. seq_q up to 4M rows).
+constexpr std::int64_t kMaxGridZ = 65535;
+
 template <class Tile, class Element, bool kLogitExtras>
 void launch_forward_tile(const AttentionArgs& args, cudaStream_t stream) {
   const std::int64_t m_blocks = (args.seq_q + Tile::kBlockM - 1) / Tile::kBlockM;
   if (m_blocks == 0 || args.batch == 0) return;
-  const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(args.heads_q), static_cast<unsigned>(args.batch));
-  const auto kernel = forward_kernel<Tile, Element, kLogitExtras>;
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
-             "setting the forward kernel's shared-memory size");
-  kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(args);
-  check_cuda(cudaGetLastError(), "launching the forward kernel");
+  const auto m = static_cast<unsigned>(m_blocks), heads = static_cast<unsigned>(args.heads_q),
+             batch = static_cast<unsigned>(args.batch);
+  const auto launch = [&](auto kernel, dim3 grid) {
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
+               "setting the forward kernel's shared-memory size");
+    kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(args);
+    check_cuda(cudaGetLastError(), "launching the forward kernel");
+  };
+  if constexpr (!kLogitExtras) {
+    if (args.window_right >= 0 && m_blocks <= kMaxGridZ)
+      return launch(forward_kernel<Tile, Element, false, true>, dim3(heads, batch, m));
+  }
+  launch(forward_kernel<Tile, Element, kLogitExtras, false>, dim3(m, heads, batch));
 }
 
 // The large tile set where the device lets a block opt into enough shared memory. The

@@ -4,6 +4,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <string>
 
 #include "cuda/sm80/fwd_launch.h"
@@ -26,6 +29,9 @@ std::string forward_unsupported_reason(const ForwardParams& params, const detail
            std::to_string(CompiledHeadDimTiles::largest()) + ", see TILEFLASH_HEAD_DIMS)";
   if (problem.heads_q > kMaxGridYZ) return "q: the cuda kernels support at most 65535 query heads";
   if (problem.batch > kMaxGridYZ) return "q: the cuda kernels support a batch of at most 65535 sequences";
+  const std::int64_t longest = std::max({problem.seq_q, problem.seq_k, problem.total_q, problem.total_k});
+  if (longest > std::numeric_limits<std::int32_t>::max())
+    return "q: the cuda kernels support sequences (and packed varlen totals) of at most 2^31 - 1 rows";
   return alignment_unsupported_reason(params, problem);
 }
 
