@@ -2,7 +2,12 @@
 # One device call for the CUDA backward: build for sm_90, run the backward GPU tests, time
 # tileflash's backward against PyTorch SDPA's flash backend (FA2) on the ANCHORS grid
 # (bf16, b*s = 16384 tokens, hidden 2048, d = 64/128/256, causal and not). Logs go to $OUT.
-# Usage: scripts/device_check_backward.sh [tests] [timing] [profile] [sanitizer]  (default: tests timing)
+# caps: the same timing at s = 4096 with the shared memory the tiles may use capped at
+# A100's 163 KiB and at the 99 KiB of sm_86/89/120 (TILEFLASH_SMEM_LIMIT_BYTES), i.e. the
+# smaller tile variants those GPUs get, run on this GPU.
+# sanitizer_small: racecheck of the small sanitizer grid under the 99 KiB cap.
+# Usage: scripts/device_check_backward.sh [tests] [timing] [caps] [profile] [sanitizer] [sanitizer_small]
+#   (default: tests timing)
 # GoogleTest: the system's, else sources carried in .carry/googletest (ignored by git).
 set -uo pipefail
 OUT=${OUT:-/tmp/tileflash-device}
@@ -172,6 +177,25 @@ for r in csv.DictReader(open(sys.argv[2])):
         print(f"{key[0]},{key[1]},{key[2]},{ours[key]:.1f},{float(r['tflops']):.1f},{ours[key] / float(r['tflops']):.3f}")
 EOF
       grep ",1$" "$OUT/tileflash_backward.csv"
+      ;;
+    caps)
+      build_timing || exit 1
+      echo "cap,d,causal,seq,batch,heads,ms,tflops,deterministic" > "$OUT/caps.csv"
+      for cap in none 166912 101376; do
+        for d in 64 128 256; do
+          for causal in 0 1; do
+            if [ $cap = none ]; then timeout 30 $build/backward_timing $d $causal 4096
+            else TILEFLASH_SMEM_LIMIT_BYTES=$cap timeout 30 $build/backward_timing $d $causal 4096; fi |
+              grep -v "^d," | sed "s/^/$cap,/" >> "$OUT/caps.csv"
+          done
+        done
+      done
+      cat "$OUT/caps.csv"
+      ;;
+    sanitizer_small)
+      TILEFLASH_SMEM_LIMIT_BYTES=101376 timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 \
+        $build/tests/tileflash_tests --gtest_filter='CudaBackwardSanitizer.*' > "$OUT/sanitizer_racecheck_99k.log" 2>&1
+      echo "racecheck (99 KiB cap) rc=$?"; tail -3 "$OUT/sanitizer_racecheck_99k.log"
       ;;
     profile)
       build_timing || exit 1

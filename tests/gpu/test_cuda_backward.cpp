@@ -1,11 +1,12 @@
 // The CUDA backward against the CPU fp64 reference: a grid of shapes (odd sizes, every
-// head-dim tile), every feature (GQA, varlen, dropout with the CPU's Philox stream, ...),
+// head-dim tile, the smaller tile variants of A100 and consumer GPUs), every feature (GQA, varlen, dropout with the CPU's Philox stream, ...),
 // bitwise-reproducible deterministic mode, the cases the kernels refuse, and one
 // 128k-token sequence. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <tuple>
@@ -270,6 +271,112 @@ TEST(CudaBackward, UnsupportedInputsRaiseError) {
     BackwardParams p = c.backward_params(o, Backend::cuda);
     p.dq.data = static_cast<char*>(p.dq.data) + 2;  // one bf16 element off 16-byte alignment
     expect_refused(p, "dq");
+  }
+}
+
+// Sets TILEFLASH_SMEM_LIMIT_BYTES for its lifetime (the backward reads it at every
+// selection), restoring what the process had before.
+class SharedMemoryCap {
+ public:
+  explicit SharedMemoryCap(const std::string& bytes) {
+    if (const char* old = std::getenv(kVariable)) previous_ = old;
+    setenv(kVariable, bytes.c_str(), 1);
+  }
+  ~SharedMemoryCap() {
+    if (previous_.empty()) unsetenv(kVariable);
+    else setenv(kVariable, previous_.c_str(), 1);
+  }
+  SharedMemoryCap(const SharedMemoryCap&) = delete;
+  SharedMemoryCap& operator=(const SharedMemoryCap&) = delete;
+  static constexpr const char* kVariable = "TILEFLASH_SMEM_LIMIT_BYTES";
+
+ private:
+  std::string previous_;
+};
+
+// The tile variants of A100 (163 KiB of shared memory per block) and of sm_86/89/120
+// (99 KiB), run on this GPU under a cap: every head-dim tile must be accepted (the
+// default tiles of d >= 128 need more) and match the reference, features and
+// deterministic mode included.
+TEST(CudaBackward, SmallSharedMemoryVariants) {
+  SKIP_WITHOUT_GPU();
+  const std::pair<std::int64_t, std::int64_t> seqs[] = {{37, 577}, {577, 37}, {1000, 1000}, {1, 1}, {129, 64}, {300, 1000}};
+  std::uint64_t seed = 1600;
+  for (int cap_kib : {163, 99}) {
+    const SharedMemoryCap cap(std::to_string(cap_kib * 1024));
+    std::size_t shape = 0;
+    for (std::int64_t head_dim : {40, 64, 96, 128, 160, 192, 256})
+      for (bool causal : {false, true}) {
+        CaseConfig c = base_config(shape % 2 == 0 ? DType::bfloat16 : DType::float16, head_dim);
+        const auto [seq_q, seq_k] = seqs[shape++ % std::size(seqs)];
+        c.seq_q = seq_q;
+        c.seq_k = seq_k;
+        c.batch = seq_q * seq_k > 100000 ? 1 : 2;
+        c.causal = causal;
+        expect_gpu_backward_matches_reference(c, ++seed);
+      }
+    for (std::int64_t head_dim : {64, 128, 256}) {
+      CaseConfig base = base_config(DType::bfloat16, head_dim);
+      base.seq_q = 300;
+      base.seq_k = 577;
+      std::vector<CaseConfig> cases;
+      auto add = [&](auto change) {
+        CaseConfig c = base;
+        change(c);
+        cases.push_back(c);
+      };
+      add([](CaseConfig& c) { c.heads_q = 6; c.heads_kv = 2; c.causal = true; c.window_left = 100; });
+      add([](CaseConfig& c) { c.seqlens_q = {129, 0, 77, 1}; c.seqlens_k = {200, 5, 77, 40}; c.causal = true; });
+      add([](CaseConfig& c) {
+        c.bias = CaseConfig::Bias::per_head;
+        c.alibi = CaseConfig::Alibi::per_head;
+        c.softcap = 8.0f;
+        c.dropout_p = 0.25f;
+        c.dropout_seed = 11;
+      });
+      for (const CaseConfig& c : cases) expect_gpu_backward_matches_reference(c, ++seed);
+
+      CaseConfig config = base;
+      config.causal = true;
+      config.heads_q = 4;
+      config.heads_kv = 2;
+      AttentionCase c(config, ++seed);
+      AttentionOutputs first = c.new_outputs(), second = c.new_outputs();
+      standard_attention_forward(c.forward_params(first, Backend::reference));
+      second.out = first.out;
+      second.lse = first.lse;
+      for (AttentionOutputs* o : {&first, &second}) {
+        BackwardParams p = c.backward_params(*o, Backend::cuda);
+        p.deterministic = true;
+        backward_on_gpu(p);
+      }
+      EXPECT_EQ(std::memcmp(first.dq.data(), second.dq.data(), first.dq.bytes()), 0) << config.describe();
+      EXPECT_TRUE(first.dq.all_finite() && first.dk.all_finite() && first.dv.all_finite()) << config.describe();
+    }
+  }
+}
+
+// A cap below every tile refuses the call naming the shared memory; a malformed cap is an
+// error naming the variable.
+TEST(CudaBackward, SharedMemoryCapIsChecked) {
+  SKIP_WITHOUT_GPU();
+  AttentionCase c(base_config(DType::bfloat16, 64), 1700);
+  AttentionOutputs o = c.new_outputs();
+  const BackwardParams p = on_cuda(c.backward_params(o, Backend::cuda));
+  {
+    const SharedMemoryCap cap(std::to_string(32 * 1024));
+    std::string reason;
+    EXPECT_FALSE(is_supported(p, &reason));
+    EXPECT_NE(reason.find("shared memory"), std::string::npos) << reason;
+  }
+  for (const char* malformed : {"99k", "-5", "0", ""}) {
+    const SharedMemoryCap cap(malformed);
+    try {
+      select_backward(p);
+      ADD_FAILURE() << "accepted TILEFLASH_SMEM_LIMIT_BYTES=\"" << malformed << "\"";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), SharedMemoryCap::kVariable) << e.what();
+    }
   }
 }
 

@@ -35,32 +35,77 @@ namespace tileflash::cuda::sm80 {
 //   S, dP  = Q K^T, dO V^T      (block_m x block_n), warps_m_sdp warps along m
 //   dV, dK += P^T dO, dS^T Q    (block_n x head_dim), warps_n_dkv warps along n
 //   dQ     = dS K               (block_m x head_dim), warps_m_dq warps along m
-// The remaining warps of 8 split the other dimension.
+// The remaining warps split the other dimension. double_buffer: the next query block's Q
+// and dO load into a second buffer during the whole iteration; without it they load into
+// the one buffer once dV and dK have read it, hidden behind the dQ product only.
 struct BackwardTileShape {
-  int block_m, block_n, warps_m_sdp, warps_n_dkv, warps_m_dq;
+  int block_m, block_n, warps, warps_m_sdp, warps_n_dkv, warps_m_dq;
+  bool double_buffer;
 };
 
-constexpr BackwardTileShape backward_tile_shape(int head_dim) {
-  if (head_dim <= 32) return {64, 128, 2, 4, 4};
-  if (head_dim <= 64) return {64, 128, 2, 4, 2};
-  if (head_dim <= 96) return {64, 128, 2, 4, 4};
-  if (head_dim <= 128) return {64, 128, 2, 4, 2};
-  if (head_dim <= 192) return {64, 64, 2, 4, 2};
-  return {64, 64, 2, 2, 2};
+constexpr bool operator==(const BackwardTileShape& x, const BackwardTileShape& y) {
+  return x.block_m == y.block_m && x.block_n == y.block_n && x.warps == y.warps && x.warps_m_sdp == y.warps_m_sdp &&
+         x.warps_n_dkv == y.warps_n_dkv && x.warps_m_dq == y.warps_m_dq && x.double_buffer == y.double_buffer;
 }
 
-// The head-dim tiles whose warp tiles divide evenly under backward_tile_shape.
+// Shape variants, fastest first; the launcher takes the first that fits the device's
+// shared memory per block. Variant 0 is sized for sm_90 (227 KiB), variant 1 for sm_80
+// (163 KiB), variant 2 for sm_86/89/120 (99 KiB). Shared memory of a variant
+// (2 or 4 Q/dO tiles, K and V, P and dS; rows padded by 16 bytes), bytes for 16-bit data:
+//   head dim      variant 0           variant 1           variant 2
+//   32           74 KiB              = 0                 = 0
+//   64          106 KiB              = 0                 88 KiB (single Q/dO)
+//   96          138 KiB              = 0                 96 KiB (64 keys)
+//   128         170 KiB             136 KiB (single)     86 KiB (64 keys, single)
+//   192         168 KiB (64 keys)   118 KiB (single)     85 KiB (32 keys, single)
+//   256         216 KiB (64 keys)   150 KiB (single)     71 KiB (32 x 32, 4 warps, single)
+constexpr int kBackwardVariants = 3;
+
+constexpr BackwardTileShape backward_tile_shape(int head_dim, int variant) {
+  if (variant == 2) {
+    if (head_dim <= 32) return {64, 128, 8, 2, 4, 4, true};
+    if (head_dim <= 64) return {64, 128, 8, 2, 4, 2, false};
+    if (head_dim <= 96) return {64, 64, 8, 2, 4, 4, true};
+    if (head_dim <= 128) return {64, 64, 8, 2, 4, 2, false};
+    if (head_dim <= 192) return {64, 32, 8, 4, 2, 4, false};
+    // 64 query rows would need 109 KiB; 32 x 32 blocks split into 16 x 16 warp tiles
+    // only four ways.
+    return {32, 32, 4, 2, 2, 2, false};
+  }
+  if (variant == 1) {
+    if (head_dim <= 96) return backward_tile_shape(head_dim, 0);
+    if (head_dim <= 128) return {64, 128, 8, 2, 4, 2, false};
+    if (head_dim <= 192) return {64, 64, 8, 2, 4, 2, false};
+    return {64, 64, 8, 2, 2, 2, false};
+  }
+  if (head_dim <= 32) return {64, 128, 8, 2, 4, 4, true};
+  if (head_dim <= 64) return {64, 128, 8, 2, 4, 2, true};
+  if (head_dim <= 96) return {64, 128, 8, 2, 4, 4, true};
+  if (head_dim <= 128) return {64, 128, 8, 2, 4, 2, true};
+  if (head_dim <= 192) return {64, 64, 8, 2, 4, 2, true};
+  return {64, 64, 8, 2, 2, 2, true};
+}
+
+// The first variant with the same shape: variants that repeat a shape share its kernels.
+constexpr int backward_distinct_variant(int head_dim, int variant) {
+  for (int earlier = 0; earlier < variant; ++earlier)
+    if (backward_tile_shape(head_dim, earlier) == backward_tile_shape(head_dim, variant)) return earlier;
+  return variant;
+}
+
+// The head-dim tiles whose warp tiles divide evenly under every variant's shape.
 constexpr bool backward_supports_tile(int head_dim_tile) {
   return head_dim_tile <= 128 ? head_dim_tile % 32 == 0 : head_dim_tile % 64 == 0;
 }
 
-template <int kHeadDim, class Element>
+template <int kHeadDim, class Element, int kVariant>
 struct BackwardKernelTraits {
-  static constexpr BackwardTileShape kShape = backward_tile_shape(kHeadDim);
-  static constexpr int kWarps = 8;
+  static constexpr BackwardTileShape kShape = backward_tile_shape(kHeadDim, kVariant);
+  static constexpr int kWarps = kShape.warps;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kBlockM = kShape.block_m;
   static constexpr int kBlockN = kShape.block_n;
+  static constexpr bool kDoubleBuffer = kShape.double_buffer;
 
   static constexpr int kSdpWarpsM = kShape.warps_m_sdp, kSdpWarpsN = kWarps / kSdpWarpsM;
   static constexpr int kSdpRows = kBlockM / kSdpWarpsM, kSdpCols = kBlockN / kSdpWarpsN;
@@ -69,17 +114,24 @@ struct BackwardKernelTraits {
   static constexpr int kDqWarpsM = kShape.warps_m_dq, kDqWarpsD = kWarps / kDqWarpsM;
   static constexpr int kDqRows = kBlockM / kDqWarpsM, kDqCols = kHeadDim / kDqWarpsD;
   // Rows come in 16-row mma tiles, columns in pairs of 8-column tiles (one ldmatrix.x4).
+  static_assert(kSdpWarpsM * kSdpWarpsN == kWarps && kDkvWarpsN * kDkvWarpsD == kWarps &&
+                    kDqWarpsM * kDqWarpsD == kWarps,
+                "every product's warp grid uses all warps");
   static_assert(kSdpRows % 16 == 0 && kSdpCols % 16 == 0, "S/dP warp tile must be whole 16x16 blocks");
   static_assert(kDkvRows % 16 == 0 && kDkvCols % 16 == 0, "dK/dV warp tile must be whole 16x16 blocks");
   static_assert(kDqRows % 16 == 0 && kDqCols % 16 == 0, "dQ warp tile must be whole 16x16 blocks");
   static_assert(kHeadDim % 16 == 0 && kBlockM % 16 == 0 && kBlockN % 16 == 0, "tiles feed m16n8k16");
+  // Dropout draws one Philox group per 4 key columns from n0 on.
+  static_assert(kBlockN % 4 == 0, "key blocks start on a Philox group");
 
   using RowTile = SmemTile<Element, kBlockM, kHeadDim>;  // Q, dO
   using KeyTile = SmemTile<Element, kBlockN, kHeadDim>;  // K, V
   using ScoreTile = SmemTile<Element, kBlockM, kBlockN>; // P (dropped), dS
-  // Q and dO double-buffered: the next query block loads while this one is processed.
-  static constexpr int kSmemBytes = 4 * RowTile::kBytes + 2 * KeyTile::kBytes + 2 * ScoreTile::kBytes;
+  static constexpr int kRowBuffers = kDoubleBuffer ? 2 : 1;
+  static constexpr int kSmemBytes = 2 * kRowBuffers * RowTile::kBytes + 2 * KeyTile::kBytes + 2 * ScoreTile::kBytes;
   static_assert(kSmemBytes <= 227 * 1024, "backward tile exceeds the 227 KiB of shared memory of sm_90");
+  static_assert(kVariant == 0 || kSmemBytes <= (kVariant == 1 ? 163 : 99) * 1024,
+                "a smaller variant exceeds the shared memory it is sized for");
 };
 
 // The A operand of a 16x16 block of X^T from a tile storing X (row = k, col = m), e.g. P^T
@@ -280,10 +332,10 @@ __device__ __forceinline__ void pass_turn(int* semaphore, int next_turn) {
 
 // kExtras: softcap, bias, ALiBi or dropout present (a separate instantiation keeps the
 // common kernel's loop small).
-template <int kHeadDim, class Element, bool kExtras>
-__global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThreads, 1)
+template <int kHeadDim, class Element, int kVariant, bool kExtras>
+__global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVariant>::kThreads, 1)
     backward_main_kernel(const BackwardKernelParams p) {
-  using Traits = BackwardKernelTraits<kHeadDim, Element>;
+  using Traits = BackwardKernelTraits<kHeadDim, Element, kVariant>;
   constexpr int kBlockM = Traits::kBlockM, kBlockN = Traits::kBlockN, kThreads = Traits::kThreads;
   constexpr float kLog2e = 1.4426950408889634f;
   const AttentionArgs& a = p.attn;
@@ -318,10 +370,11 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
   const KeyTile s_k{smem_base};
   const KeyTile s_v{smem_base + kKeyTileElements};
   Element* const rows_base = smem_base + 2 * kKeyTileElements;
-  // Buffers: Q0, Q1, dO0, dO1 (selected by pointer, so no tile array lands in local memory).
+  // Buffers: Q0, (Q1,) dO0, (dO1) (selected by pointer, so no tile array lands in local memory).
+  constexpr int kRowBuffers = Traits::kRowBuffers;
   const auto q_tile = [&](int buffer) { return RowTile{rows_base + buffer * kRowTileElements}; };
-  const auto do_tile = [&](int buffer) { return RowTile{rows_base + (2 + buffer) * kRowTileElements}; };
-  const ScoreTile s_p{rows_base + 4 * kRowTileElements};
+  const auto do_tile = [&](int buffer) { return RowTile{rows_base + (kRowBuffers + buffer) * kRowTileElements}; };
+  const ScoreTile s_p{rows_base + 2 * kRowBuffers * kRowTileElements};
   const ScoreTile s_ds{s_p.data + ScoreTile::kBytes / static_cast<int>(sizeof(Element))};
 
   const int rows_k_valid = span.seq_k - n0;
@@ -383,7 +436,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
   if (iterations > 0) load_row_stats(0);
 
   for (int iteration = 0; iteration < iterations; ++iteration) {
-    const int buffer = iteration & 1;
+    const int buffer = Traits::kDoubleBuffer ? iteration & 1 : 0;
     const int head = kv_head * group + iteration / blocks_per_head;
     const int m_block = m_begin + iteration % blocks_per_head;
     const int m0 = m_block * kBlockM;
@@ -391,10 +444,12 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
     ptx::cp_async_wait<0>();
     __syncthreads();  // Q/dO of this block landed; every warp is done with the previous block
 
-    // The next block's Q, dO and row statistics load during this whole iteration (the other
-    // buffer's last readers finished the previous iteration).
-    if (iteration + 1 < iterations) load_query_block(iteration + 1, buffer ^ 1);
-    ptx::cp_async_commit();
+    // Double-buffered, the next block's Q and dO load during this whole iteration (the other
+    // buffer's last readers finished the previous iteration). The row statistics always do.
+    if constexpr (Traits::kDoubleBuffer) {
+      if (iteration + 1 < iterations) load_query_block(iteration + 1, buffer ^ 1);
+      ptx::cp_async_commit();
+    }
     float row_lse[kSdpMTiles][2], row_dot[kSdpMTiles][2];
 #pragma unroll
     for (int mi = 0; mi < kSdpMTiles; ++mi)
@@ -537,6 +592,11 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element>::kThre
     };
     warp_gemm_pair<Element, kBlockM / 16>(dv_acc, scores_transposed_operand(s_p), rows_transposed_operand(s_do), dk_acc,
                                           scores_transposed_operand(s_ds), rows_transposed_operand(s_q));
+    if constexpr (!Traits::kDoubleBuffer) {
+      __syncthreads();  // every warp has read Q and dO: the one buffer can take the next block
+      if (iteration + 1 < iterations) load_query_block(iteration + 1, 0);
+      ptx::cp_async_commit();
+    }
 
     // dQ (unscaled) = dS K on this warp's (kDqRows x kDqCols) tile.
     AccumulatorTile<kDqMTiles, kDqNTiles> dq_acc;

@@ -4,7 +4,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -13,11 +16,12 @@
 #include "cuda/sm80/fwd_launch.h"
 #include "cuda/sm80/launch.h"
 #include "cuda/sm80/launch_args.h"
+#include "tileflash/error.h"
 
 namespace tileflash::cuda::sm80 {
 
 template <int kHeadDim, class Element>
-void run_backward_tile(const BackwardKernelParams& call, cudaStream_t stream);
+void run_backward_tile(int variant, const BackwardKernelParams& call, cudaStream_t stream);
 
 namespace {
 
@@ -35,28 +39,65 @@ constexpr int backward_tile(int head_dim, HeadDimTiles<kTiles...>) {
   return best;
 }
 
+template <int kTile, int... kVariants>
+int smem_bytes_of_variant(int variant, std::integer_sequence<int, kVariants...>) {
+  int bytes = 0;
+  ((bytes = variant == kVariants ? BackwardKernelTraits<kTile, __half, kVariants>::kSmemBytes : bytes), ...);
+  return bytes;
+}
+
 template <int kTile>
-constexpr int smem_bytes() {
-  if constexpr (backward_supports_tile(kTile)) return BackwardKernelTraits<kTile, __half>::kSmemBytes;
+int smem_bytes(int variant) {
+  if constexpr (backward_supports_tile(kTile))
+    return smem_bytes_of_variant<kTile>(variant, std::make_integer_sequence<int, kBackwardVariants>{});
   else return 0;
 }
 
 template <int... kTiles>
-int smem_bytes_of_tile(int tile, HeadDimTiles<kTiles...>) {
+int smem_bytes_of_tile(int tile, int variant, HeadDimTiles<kTiles...>) {
   int bytes = 0;
-  ((bytes = tile == kTiles ? smem_bytes<kTiles>() : bytes), ...);
+  ((bytes = tile == kTiles ? smem_bytes<kTiles>(variant) : bytes), ...);
   return bytes;
 }
 
 template <class Element, int kTile>
-void launch_if_supported(int tile, const BackwardKernelParams& p, cudaStream_t stream) {
+void launch_if_supported(int tile, int variant, const BackwardKernelParams& p, cudaStream_t stream) {
   if constexpr (backward_supports_tile(kTile))
-    if (tile == kTile) run_backward_tile<kTile, Element>(p, stream);
+    if (tile == kTile) run_backward_tile<kTile, Element>(variant, p, stream);
 }
 
 template <class Element, int... kTiles>
-void launch_tile(int tile, const BackwardKernelParams& p, cudaStream_t stream, HeadDimTiles<kTiles...>) {
-  (launch_if_supported<Element, kTiles>(tile, p, stream), ...);
+void launch_tile(int tile, int variant, const BackwardKernelParams& p, cudaStream_t stream, HeadDimTiles<kTiles...>) {
+  (launch_if_supported<Element, kTiles>(tile, variant, p, stream), ...);
+}
+
+constexpr const char* kSmemLimitVariable = "TILEFLASH_SMEM_LIMIT_BYTES";
+
+// The shared memory per block the tiles may use: the device's opt-in maximum, lowered to
+// TILEFLASH_SMEM_LIMIT_BYTES when that is set (so that a large GPU runs, and the tests
+// check, the variants of smaller ones). Read at every selection, so a test can change it.
+// Returns the bytes, or -1 with `reason` set when the variable is not a positive integer.
+int shared_memory_limit(int device_index, std::string& reason) {
+  int bytes = 0;
+  check_cuda(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index),
+             "cudaDeviceGetAttribute");
+  const char* cap = std::getenv(kSmemLimitVariable);
+  if (cap == nullptr) return bytes;
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(cap, &end, 10);
+  if (end == cap || *end != '\0' || errno != 0 || value <= 0) {
+    reason = std::string(kSmemLimitVariable) + ": must be a positive number of bytes, got \"" + cap + "\"";
+    return -1;
+  }
+  return static_cast<int>(std::min<long long>(value, bytes));
+}
+
+// The fastest variant of the tile within `limit` bytes of shared memory; -1 if none.
+int backward_variant(int tile, int limit) {
+  for (int variant = 0; variant < kBackwardVariants; ++variant)
+    if (smem_bytes_of_tile(tile, variant, CompiledHeadDimTiles{}) <= limit) return variant;
+  return -1;
 }
 
 std::string gradient_misaligned(const char* name, const TensorView& t) {
@@ -108,14 +149,13 @@ std::string backward_unsupported_reason(const BackwardParams& params, const deta
     reason = gradient_misaligned(name, *t);
     if (!reason.empty()) return reason;
   }
-  int device_smem = 0;
-  check_cuda(cudaDeviceGetAttribute(&device_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, params.q.device_index),
-             "cudaDeviceGetAttribute");
-  const int needed = smem_bytes_of_tile(tile, CompiledHeadDimTiles{});
-  if (needed > device_smem)
+  const int limit = shared_memory_limit(params.q.device_index, reason);
+  if (limit < 0) return reason;
+  if (backward_variant(tile, limit) < 0)
     return "q: the cuda backward for head_dim " + std::to_string(problem.head_dim) + " (tile " + std::to_string(tile) +
-           ") needs " + std::to_string(needed / 1024) + " KiB of shared memory per block; this device offers " +
-           std::to_string(device_smem / 1024) + " KiB";
+           ") needs at least " + std::to_string(smem_bytes_of_tile(tile, kBackwardVariants - 1, CompiledHeadDimTiles{})) +
+           " bytes of shared memory per block; this device offers " + std::to_string(limit) +
+           (std::getenv(kSmemLimitVariable) != nullptr ? std::string(" (capped by ") + kSmemLimitVariable + ")" : "");
   return {};
 }
 
@@ -131,8 +171,12 @@ void run_backward(const BackwardParams& params, const detail::Problem& problem, 
   p.rows_k = problem.varlen ? problem.total_k : problem.batch * problem.seq_k;
   p.deterministic = params.deterministic;
   const int tile = backward_tile(static_cast<int>(problem.head_dim), CompiledHeadDimTiles{});
-  if (problem.dtype == DType::float16) launch_tile<__half>(tile, p, stream, CompiledHeadDimTiles{});
-  else launch_tile<__nv_bfloat16>(tile, p, stream, CompiledHeadDimTiles{});
+  // Selection checked that a variant fits (unless the cap changed since).
+  std::string reason;
+  const int variant = backward_variant(tile, shared_memory_limit(params.q.device_index, reason));
+  if (variant < 0) throw RuntimeError("tileflash: cuda backward: no tile fits the shared memory limit " + reason);
+  if (problem.dtype == DType::float16) launch_tile<__half>(tile, variant, p, stream, CompiledHeadDimTiles{});
+  else launch_tile<__nv_bfloat16>(tile, variant, p, stream, CompiledHeadDimTiles{});
 }
 
 }  // namespace tileflash::cuda::sm80

@@ -1,10 +1,12 @@
-// Host side of one backward call for one head-dim tile: workspace on the stream, then the
-// kernels of bwd_kernel.cuh. Instantiated per (tile, dtype) by bwd_tile.cu.in.
+// Host side of one backward call for one head-dim tile and shape variant: workspace on the
+// stream, then the kernels of bwd_kernel.cuh. Instantiated per (tile, dtype) by
+// bwd_tile.cu.in, every distinct variant with it.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "cuda/sm80/bwd_kernel.cuh"
 #include "cuda/sm80/bwd_params.h"
@@ -33,9 +35,9 @@ class StreamWorkspace {
   cudaStream_t stream_;
 };
 
-template <int kHeadDim, class Element>
-void run_backward_tile(const BackwardKernelParams& call, cudaStream_t stream) {
-  using Traits = BackwardKernelTraits<kHeadDim, Element>;
+template <int kHeadDim, class Element, int kVariant>
+void run_backward_shape(const BackwardKernelParams& call, cudaStream_t stream) {
+  using Traits = BackwardKernelTraits<kHeadDim, Element, kVariant>;
   BackwardKernelParams p = call;
   const AttentionArgs& a = p.attn;
   p.m_blocks = static_cast<int>((a.seq_q + Traits::kBlockM - 1) / Traits::kBlockM);
@@ -65,8 +67,8 @@ void run_backward_tile(const BackwardKernelParams& call, cudaStream_t stream) {
 
   const std::int64_t key_blocks = (a.seq_k + Traits::kBlockN - 1) / Traits::kBlockN;
   if (key_blocks > 0 && a.batch > 0) {
-    auto* kernel = a.has_logit_extras() ? backward_main_kernel<kHeadDim, Element, true>
-                                        : backward_main_kernel<kHeadDim, Element, false>;
+    auto* kernel = a.has_logit_extras() ? backward_main_kernel<kHeadDim, Element, kVariant, true>
+                                        : backward_main_kernel<kHeadDim, Element, kVariant, false>;
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes),
                "backward shared memory opt-in");
     const dim3 grid(static_cast<unsigned>(key_blocks), static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(a.batch));
@@ -87,6 +89,20 @@ void run_backward_tile(const BackwardKernelParams& call, cudaStream_t stream) {
         <<<blocks_for(key_chunks, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(p);
     check_cuda(cudaGetLastError(), "backward unused key rows launch");
   }
+}
+
+template <int kHeadDim, class Element, int... kVariants>
+void run_backward_variant(int variant, const BackwardKernelParams& call, cudaStream_t stream,
+                          std::integer_sequence<int, kVariants...>) {
+  ((variant == kVariants ? run_backward_shape<kHeadDim, Element, backward_distinct_variant(kHeadDim, kVariants)>(call, stream)
+                         : void()),
+   ...);
+}
+
+// `variant` in [0, kBackwardVariants), chosen by bwd_launch.cu from the device's shared memory.
+template <int kHeadDim, class Element>
+void run_backward_tile(int variant, const BackwardKernelParams& call, cudaStream_t stream) {
+  run_backward_variant<kHeadDim, Element>(variant, call, stream, std::make_integer_sequence<int, kBackwardVariants>{});
 }
 
 }  // namespace tileflash::cuda::sm80
