@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -133,6 +134,26 @@ inline KernelChoice forward_on_gpu(const ForwardParams& host) {
   if (host.lse.defined()) download(p.lse, host.lse);
   return choice;
 }
+
+// Sets TILEFLASH_SMEM_LIMIT_BYTES for its lifetime (the CUDA launchers read it at every
+// launch), so the tiles of GPUs with less shared memory run here; restores the old value.
+class SharedMemoryCap {
+ public:
+  explicit SharedMemoryCap(int bytes) {
+    if (const char* old = std::getenv(kVariable)) previous_ = old;
+    setenv(kVariable, std::to_string(bytes).c_str(), 1);
+  }
+  ~SharedMemoryCap() {
+    if (previous_.empty()) unsetenv(kVariable);
+    else setenv(kVariable, previous_.c_str(), 1);
+  }
+  SharedMemoryCap(const SharedMemoryCap&) = delete;
+  SharedMemoryCap& operator=(const SharedMemoryCap&) = delete;
+
+ private:
+  static constexpr const char* kVariable = "TILEFLASH_SMEM_LIMIT_BYTES";
+  std::string previous_;
+};
 
 }  // namespace tileflash::testing::gpu
 

@@ -146,6 +146,26 @@ TEST(CudaForward, EveryFeature) {
     }
 }
 
+// The tiles of sm_86/89/120 (99 KiB of shared memory per block) and of sm_80 (163 KiB),
+// run on this GPU under a cap: the plain path's base tiles are otherwise only used where
+// the device has less shared memory than the large ones need.
+TEST(CudaForward, SmallerSharedMemoryTiles) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 900;
+  for (int cap : {99 * 1024, 163 * 1024}) {
+    gpu::SharedMemoryCap limit(cap);
+    for (DType dtype : {DType::bfloat16, DType::float16})
+      for (std::int64_t head_dim : {40, 64, 80, 128, 200, 256})
+        for (bool causal : {false, true}) {
+          CaseConfig c = base_config(dtype, head_dim);
+          c.seq_q = causal ? 577 : 129;
+          c.seq_k = causal ? 1000 : 577;
+          c.causal = causal;
+          expect_gpu_matches_reference(c, ++seed);
+        }
+  }
+}
+
 // With V = identity (seq_k = head_dim, one key per output column), out[i, j] is the
 // dropped-out P[i, j]: zero exactly where the entry was dropped. The GPU's zero pattern
 // must equal the fp64 reference's bit for bit.

@@ -3,7 +3,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -69,16 +70,19 @@ void check_cuda(cudaError_t status, const char* what) {
 }
 
 int device_shared_memory_per_block() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cached[kMaxDevices] = {};
   int device = 0;
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
-  if (device < kMaxDevices && cached[device].load(std::memory_order_relaxed) > 0) return cached[device];
   int bytes = 0;
   check_cuda(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
              "querying the device's shared memory per block");
-  if (device < kMaxDevices) cached[device].store(bytes, std::memory_order_relaxed);
-  return bytes;
+  const char* cap = std::getenv(kSharedMemoryCapVariable);
+  if (cap == nullptr) return bytes;
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(cap, &end, 10);
+  if (end == cap || *end != '\0' || errno != 0 || value <= 0)
+    throw Error(kSharedMemoryCapVariable, std::string("must be a positive number of bytes, got \"") + cap + "\"");
+  return static_cast<int>(std::min<long long>(value, bytes));
 }
 
 std::string alignment_unsupported_reason(const ForwardParams& params, const detail::Problem& problem) {

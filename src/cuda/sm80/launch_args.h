@@ -62,7 +62,10 @@ void check_device_seqlens(const ForwardParams& params, const detail::Problem& pr
 
 AttentionArgs make_attention_args(const ForwardParams& params, const detail::Problem& problem);
 
-// The shared memory a block of the current device may opt into (cached per device).
+// The shared memory a block of the current device may opt into, lowered to the
+// environment variable TILEFLASH_SMEM_LIMIT_BYTES when set, so one large GPU runs (and
+// tests) the tiles of smaller ones (sm_86/89/120: 99 KiB). Read at every launch.
+constexpr const char* kSharedMemoryCapVariable = "TILEFLASH_SMEM_LIMIT_BYTES";
 int device_shared_memory_per_block();
 
 // Throws tileflash::RuntimeError with the CUDA error string.
