@@ -24,9 +24,10 @@ struct ForwardTileShape {
 // block_n fp32) in registers. 32 rows per warp up to head dim 128 let each K/V fragment
 // read from shared memory feed two mma tiles (shared-memory bandwidth, not the tensor
 // cores, bounds these kernels); above head dim 64 the base tiles narrow the score tile
-// to 32 columns to fit two K/V stages in 99 KiB. Larger heads drop to 16 rows per warp; with the large
-// shared memory (sm_90; sm_80 for d <= 192) they keep 128 rows per block, halving the
-// K/V traffic per query row, and 64 keys per step.
+// to 32 columns to fit two K/V stages in 99 KiB. Larger heads drop to 16 rows per warp
+// (256 output registers would not fit); with the large shared memory (sm_90; sm_80 up
+// to d = 192) they keep 128 rows per block, halving the K/V traffic per query row, and
+// take 64 keys per step.
 constexpr ForwardTileShape forward_tile_shape(int head_dim, bool large_shared_memory) {
   if (head_dim <= 64) return {128, 64, 4, 2};
   if (head_dim <= 128) return {128, large_shared_memory ? 64 : 32, 4, 1};
