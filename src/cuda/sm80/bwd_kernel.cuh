@@ -49,16 +49,19 @@ constexpr bool operator==(const BackwardTileShape& x, const BackwardTileShape& y
 }
 
 // Shape variants, fastest first; the launcher takes the first that fits the device's
-// shared memory per block. Variant 0 is sized for sm_90 (227 KiB), variant 1 for sm_80
-// (163 KiB), variant 2 for sm_86/89/120 (99 KiB). Shared memory of a variant
-// (2 or 4 Q/dO tiles, K and V, P and dS; rows padded by 16 bytes), bytes for 16-bit data:
-//   head dim      variant 0           variant 1           variant 2
-//   32           74 KiB              = 0                 = 0
-//   64          106 KiB              = 0                 88 KiB (single Q/dO)
-//   96          138 KiB              = 0                 96 KiB (64 keys)
-//   128         170 KiB             136 KiB (single)     86 KiB (64 keys, single)
-//   192         168 KiB (64 keys)   118 KiB (single)     85 KiB (32 keys, single)
-//   256         216 KiB (64 keys)   150 KiB (single)     71 KiB (32 x 32, 4 warps, single)
+// shared memory per block (bwd_launch.cu). Variant 0 is sized for sm_90 (227 KiB),
+// variant 1 for sm_80 (163 KiB), variant 2 for sm_86/89/120 (99 KiB). Shared memory of a
+// variant (2 or 4 Q/dO tiles, K and V, P and dS; rows padded by 16 bytes), 16-bit data:
+//   head dim      variant 0                variant 1            variant 2
+//   32           74 KiB                   = 0                  = 0
+//   64          176 KiB (128 query rows)  106 KiB              88 KiB (single Q/dO)
+//   96          138 KiB                   = 0                  96 KiB (64 keys)
+//   128         170 KiB                  136 KiB (single)      86 KiB (64 keys, single)
+//   192         168 KiB (64 keys)        118 KiB (single)      85 KiB (32 keys, single)
+//   256         216 KiB (64 keys)        150 KiB (single)      71 KiB (32 x 32, 4 warps, single)
+// At d = 64 the 128-row query block halves the operand loads per mma of S and dP (warp
+// tiles 32 x 64) and the barriers per key; its S and dP accumulators leave no registers
+// to issue the two products pairwise.
 constexpr int kBackwardVariants = 3;
 
 constexpr BackwardTileShape backward_tile_shape(int head_dim, int variant) {
@@ -73,13 +76,15 @@ constexpr BackwardTileShape backward_tile_shape(int head_dim, int variant) {
     return {32, 32, 4, 2, 2, 2, false};
   }
   if (variant == 1) {
+    if (head_dim <= 32) return backward_tile_shape(head_dim, 0);
+    if (head_dim <= 64) return {64, 128, 8, 2, 4, 2, true};
     if (head_dim <= 96) return backward_tile_shape(head_dim, 0);
     if (head_dim <= 128) return {64, 128, 8, 2, 4, 2, false};
     if (head_dim <= 192) return {64, 64, 8, 2, 4, 2, false};
     return {64, 64, 8, 2, 2, 2, false};
   }
   if (head_dim <= 32) return {64, 128, 8, 2, 4, 4, true};
-  if (head_dim <= 64) return {64, 128, 8, 2, 4, 2, true};
+  if (head_dim <= 64) return {128, 128, 8, 4, 4, 4, true};
   if (head_dim <= 96) return {64, 128, 8, 2, 4, 4, true};
   if (head_dim <= 128) return {64, 128, 8, 2, 4, 2, true};
   if (head_dim <= 192) return {64, 64, 8, 2, 4, 2, true};
@@ -477,8 +482,8 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
         for (int nj = 0; nj < kSdpNTiles / 2; ++nj) load_b_operand_pair(tile, sdp_col0 + 16 * nj, 16 * step, b[nj]);
       };
     };
-    // Both products at once where registers allow (the dK/dV accumulators are small).
-    if constexpr (kHeadDim <= 64) {
+    // Both products at once where registers allow (small dK/dV accumulators, 64-row blocks).
+    if constexpr (kHeadDim <= 64 && kBlockM <= 64) {
       warp_gemm_pair<Element, kHeadDim / 16>(s_acc, rows_operand(s_q), keys_operand(s_k), dp_acc, rows_operand(s_do),
                                              keys_operand(s_v));
     } else {
