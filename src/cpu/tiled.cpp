@@ -1,6 +1,6 @@
 // The tiled CPU FlashAttention driver: packs K/V (and, for the backward, Q and dO) into
-// fp32 tiles once, then runs the per-tile kernels of the best instruction set over a
-// thread pool.
+// fp32 tiles once (bf16 tiles for a kernel set with bf16 products and bf16 inputs), then
+// runs the per-tile kernels of the best instruction set over a thread pool.
 //
 // Forward: one task per (sequence, query head, query tile), FlashAttention-2 order (the
 // key tiles inside, online softmax, one normalisation at the end).
@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,7 @@ const KernelSet& best_kernels() {
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  if (avx512 && want != "avx2") return avx512_kernels();
+  if (avx512 && want != "avx2") return want != "avx512" && amx_usable() ? amx_kernels() : avx512_kernels();
   if (avx2) return avx2_kernels();
 #endif
   return scalar_kernels();
@@ -160,6 +161,113 @@ struct PackedKeys {
   }
 };
 
+// Raw bf16 rows (no conversion) for the kernel sets with bf16 products.
+const std::uint16_t* bf16_row(const HeadRows& src, std::int64_t row) {
+  return static_cast<const std::uint16_t*>(src.row_address(row));
+}
+
+// One key tile as the B operands of the bf16 products (see ForwardTileBf16Args): K^T as
+// pairs of head dims (a transpose of 4-byte pairs), V as pairs of keys (two rows
+// interleaved); zero past the sequence and head_dim.
+void pack_key_tile_bf16(const HeadRows& k, const HeadRows& v, std::int64_t tile, std::int64_t seq_k,
+                        std::int64_t head_dim, std::int64_t padded_dim, std::uint16_t* k_pairs,
+                        std::uint16_t* v_pairs) {
+  const std::int64_t first = tile * kBlockK, count = std::min(kBlockK, seq_k - first);
+  std::vector<std::uint16_t> rows(2 * padded_dim, 0);  // a key or two, zero padded
+  std::uint16_t* even = rows.data();
+  std::uint16_t* odd = even + padded_dim;
+  std::fill(k_pairs, k_pairs + padded_dim * kBlockK, std::uint16_t{0});
+  for (std::int64_t j = 0; j < count; ++j) {
+    std::copy_n(bf16_row(k, first + j), head_dim, even);
+    for (std::int64_t pair = 0; pair < padded_dim / 2; ++pair)
+      std::memcpy(k_pairs + 2 * (pair * kBlockK + j), even + 2 * pair, 2 * sizeof(std::uint16_t));
+  }
+  for (std::int64_t j = 0; j < kBlockK; j += 2) {
+    std::fill(rows.begin(), rows.end(), std::uint16_t{0});
+    if (j < count) std::copy_n(bf16_row(v, first + j), head_dim, even);
+    if (j + 1 < count) std::copy_n(bf16_row(v, first + j + 1), head_dim, odd);
+    std::uint16_t* dst = v_pairs + j * padded_dim;
+    for (std::int64_t c = 0; c < padded_dim; ++c) {
+      dst[2 * c] = even[c];
+      dst[2 * c + 1] = odd[c];
+    }
+  }
+}
+
+// Key/value tiles of every (kv head, sequence) for the bf16 forward; bf16 elements are
+// stored two per float of the workspace.
+struct PackedKeysBf16 {
+  std::int64_t tile_size, tiles;
+  Workspace k_pairs, v_pairs;
+
+  PackedKeysBf16(const ForwardParams& params, const detail::Problem& problem, const Layout& layout, int threads)
+      : tile_size(layout.padded_dim * kBlockK),
+        tiles(problem.heads_kv * layout.total_k_tiles),
+        k_pairs(tiles * tile_size / 2),
+        v_pairs(tiles * tile_size / 2) {
+    const auto per_head = static_cast<std::int64_t>(layout.key_tiles.size());
+    parallel_for(tiles, threads, [&](std::int64_t task, int) {
+      const std::int64_t g = task / per_head;
+      const TileRef t = layout.key_tiles[task % per_head];
+      const Sequence& seq = layout.sequences[t.batch];
+      const std::int64_t at = slot(layout, g, t.batch, t.tile);
+      pack_key_tile_bf16(head_rows(params.k, problem, seq, g, false), head_rows(params.v, problem, seq, g, false),
+                         t.tile, seq.seq_k, layout.head_dim, layout.padded_dim, k_data() + at * tile_size,
+                         v_data() + at * tile_size);
+    });
+  }
+
+  std::uint16_t* k_data() const { return reinterpret_cast<std::uint16_t*>(k_pairs.data()); }
+  std::uint16_t* v_data() const { return reinterpret_cast<std::uint16_t*>(v_pairs.data()); }
+  std::int64_t slot(const Layout& layout, std::int64_t kv_head, std::int64_t b, std::int64_t kt) const {
+    return kv_head * layout.total_k_tiles + layout.k_tile_start[b] + kt;
+  }
+};
+
+// The forward of a kernel set with bf16 products on bf16 inputs: the task split of
+// forward(), with Q copied as bf16 and the softmax scale left to the kernel.
+void forward_bf16(const ForwardParams& params, const detail::Problem& problem, const tiled::KernelSet& kernels) {
+  const Layout layout(params, problem, static_cast<int>(tiled::kBf16DimMultiple));
+  const int threads = resolve_thread_count(params.num_threads);
+  const PackedKeysBf16 keys(params, problem, layout, threads);
+  const std::int64_t pd = layout.padded_dim, d = layout.head_dim;
+
+  const std::int64_t per_thread = kBlockQ * pd + kBlockQ * pd / 2 + kBlockQ + tiled::kForwardBf16ScratchFloats;
+  Workspace scratch(per_thread * threads);
+  const auto num_tiles = static_cast<std::int64_t>(layout.query_tiles.size());
+  parallel_for(num_tiles * problem.heads_q, threads, [&](std::int64_t task, int thread) {
+    const TileRef qt = layout.query_tiles[num_tiles - 1 - task % num_tiles];
+    const std::int64_t h = task / num_tiles;
+    const Sequence& seq = layout.sequences[qt.batch];
+    float* out = scratch.data() + per_thread * thread;
+    auto* q = reinterpret_cast<std::uint16_t*>(out + kBlockQ * pd);
+    float* lse = out + kBlockQ * pd + kBlockQ * pd / 2;
+    tiled::ForwardTileBf16Args a;
+    a.row0 = qt.tile * kBlockQ;
+    a.rows = std::min(kBlockQ, seq.seq_q - a.row0);
+    const HeadRows q_rows = head_rows(params.q, problem, seq, h, true);
+    std::fill(q, q + kBlockQ * pd, std::uint16_t{0});
+    for (std::int64_t r = 0; r < a.rows; ++r) std::copy_n(bf16_row(q_rows, a.row0 + r), d, q + r * pd);
+    a.q = q;
+    a.scale = problem.scale;
+    const std::int64_t first_slot = keys.slot(layout, h / problem.group_size(), qt.batch, 0);
+    a.k_pairs = keys.k_data() + first_slot * keys.tile_size;
+    a.v_pairs = keys.v_data() + first_slot * keys.tile_size;
+    a.padded_dim = pd;
+    a.logits = make_logits(params, problem, seq, h);
+    a.out = out;
+    a.lse = lse;
+    a.scratch = lse + kBlockQ;
+    kernels.forward_tile_bf16(a);
+    const HeadRows out_rows = head_rows(params.out, problem, seq, h, true);
+    for (std::int64_t r = 0; r < a.rows; ++r) out_rows.store_row(a.row0 + r, d, out + r * pd);
+    if (problem.has_lse) {
+      const LseRow lse_out = lse_row(params.lse, problem, seq, h);
+      for (std::int64_t r = 0; r < a.rows; ++r) lse_out[a.row0 + r] = lse[r];
+    }
+  });
+}
+
 // Whether any row of query tile [row0, row0 + rows) may attend a column of key tile col0.
 bool tiles_meet(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows, std::int64_t col0) {
   return mask.first_col(row0) < col0 + kBlockK && mask.end_col(row0 + rows - 1) > col0 &&
@@ -171,6 +279,10 @@ bool tiles_meet(const detail::BandMask& mask, std::int64_t row0, std::int64_t ro
 namespace tiled {
 
 void forward(const ForwardParams& params, const detail::Problem& problem, const KernelSet& kernels) {
+  if (kernels.forward_tile_bf16 && problem.dtype == DType::bfloat16) {
+    forward_bf16(params, problem, kernels);
+    return;
+  }
   const Layout layout(params, problem, kernels.vector_width);
   const int threads = resolve_thread_count(params.num_threads);
   const PackedKeys keys(params, problem, layout, threads, /*backward=*/false);

@@ -1,7 +1,8 @@
 // The inner kernels of the tiled CPU FlashAttention, one set per instruction set
-// (scalar, AVX2+FMA, AVX-512), chosen at run time. The driver (tiled.cpp) packs the
-// operands into fp32 tiles; these kernels do the matrix products, the online softmax
-// and the gradient recomputation on them.
+// (scalar, AVX2+FMA, AVX-512, AMX), chosen at run time. The driver (tiled.cpp) packs the
+// operands into fp32 tiles (or, for a set with bf16 products and bf16 inputs, into bf16
+// tiles); these kernels do the matrix products, the online softmax and the gradient
+// recomputation on them.
 #pragma once
 
 #include <cstdint>
@@ -62,7 +63,30 @@ struct BackwardTileArgs {
   float* scratch = nullptr;  // kBackwardScratchFloats
 };
 
+// bf16 operands of a forward whose products take bf16 pairs (AMX). "pairs" tiles hold
+// the B operand of a product in the pair-interleaved layout of AMX: element (t, n) of a
+// (depth x n) operand sits at [t / 2][n][t % 2]. head_dim is padded to kBf16DimMultiple.
+inline constexpr std::int64_t kBf16DimMultiple = 32;
+
+struct ForwardTileBf16Args {
+  const std::uint16_t* q = nullptr;  // (kBlockQ, padded_dim), not scaled, zero past rows and head_dim
+  float scale = 1.0f;                // softmax scale, applied to the fp32 products
+  std::int64_t row0 = 0, rows = 0;
+  // Every key tile of the sequence, consecutive: K^T as pairs of head dims
+  // (padded_dim / 2, kBlockK, 2) and V as pairs of keys (kBlockK / 2, padded_dim, 2),
+  // zero past the sequence and head_dim.
+  const std::uint16_t* k_pairs = nullptr;
+  const std::uint16_t* v_pairs = nullptr;
+  std::int64_t padded_dim = 0;
+  Logits logits;
+  float* out = nullptr;      // (kBlockQ, padded_dim), written normalised
+  float* lse = nullptr;      // (kBlockQ), written
+  float* scratch = nullptr;  // kForwardBf16ScratchFloats
+};
+
 inline constexpr std::int64_t kForwardScratchFloats = kBlockQ * kBlockK + 5 * kBlockQ;
+// The fp32 scratch of the fp32 forward, then P rounded to bf16 (two per float).
+inline constexpr std::int64_t kForwardBf16ScratchFloats = kForwardScratchFloats + kBlockQ * kBlockK / 2;
 inline constexpr std::int64_t kBackwardScratchFloats = 4 * kBlockQ * kBlockK;
 
 struct KernelSet {
@@ -70,12 +94,20 @@ struct KernelSet {
   int vector_width;  // padded_dim is a multiple of it
   void (*forward_tile)(const ForwardTileArgs&);
   void (*backward_tile)(const BackwardTileArgs&);
+  // Set where the forward's two products run on bf16 operands (AMX); the driver uses it
+  // for bf16 inputs and forward_tile for every other dtype.
+  void (*forward_tile_bf16)(const ForwardTileBf16Args&) = nullptr;
 };
 
 const KernelSet& scalar_kernels();
 const KernelSet& avx2_kernels();
 const KernelSet& avx512_kernels();
-// The fastest set this CPU runs; TILEFLASH_CPU_ISA=scalar|avx2|avx512 narrows the choice.
+// AVX-512 plus AMX-BF16 products for bf16 forwards; only valid where amx_usable().
+const KernelSet& amx_kernels();
+// Whether the CPU reports AMX-BF16 and AVX512-BF16 and the OS granted this process the
+// AMX tile state (asked once).
+bool amx_usable();
+// The fastest set this CPU runs; TILEFLASH_CPU_ISA=scalar|avx2|avx512|amx narrows the choice.
 const KernelSet& best_kernels();
 
 }  // namespace tileflash::cpu::tiled

@@ -141,72 +141,105 @@ TILEFLASH_TARGET void apply_dropout(const Logits& lg, std::int64_t i, std::int64
   }
 }
 
-TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {
+// Running statistics of the online softmax over the key tiles of one query tile; the
+// arrays live in the scratch right after the (kBlockQ x kBlockK) score tile.
+struct SoftmaxState {
+  float* row_max;  // running maximum (-inf until a row sees a key)
+  float* row_sum;  // running normaliser, relative to row_max
+  float* shift;    // this tile's exponent shift (the new maximum, 0 if -inf)
+  float* rescale;  // exp(old maximum - new maximum): what O is multiplied by before adding P V
+  float* new_max;  // running maximum including this tile
+
+  TILEFLASH_TARGET explicit SoftmaxState(float* stats)
+      : row_max(stats),
+        row_sum(stats + kBlockQ),
+        shift(stats + 2 * kBlockQ),
+        rescale(stats + 3 * kBlockQ),
+        new_max(stats + 4 * kBlockQ) {
+    std::fill(row_max, row_max + kBlockQ, kNegInf);
+    std::fill(row_sum, row_sum + kBlockQ, 0.0f);
+    std::fill(shift, shift + kBlockQ, 0.0f);
+  }
+};
+
+// Turns the scaled products s of key tile col0 into unnormalised probabilities (dropout
+// applied, 1 / (1 - p) not yet) and updates the statistics; fills st.rescale for every
+// one of the kBlockQ rows.
+TILEFLASH_TARGET void softmax_step(const Logits& lg, std::int64_t row0, std::int64_t rows, std::int64_t col0, float* s,
+                                   const SoftmaxState& st) {
   constexpr int W = Vec::width;
   static_assert(kBlockQ % W == 0, "row statistics are processed a vector of rows at a time");
-  const std::int64_t pd = a.padded_dim;
-  const detail::BandMask& mask = a.logits.mask;
-  float* s = a.scratch;
-  float* row_max = s + kBlockQ * kBlockK;  // running maximum (-inf until a row sees a key)
-  float* row_sum = row_max + kBlockQ;      // running normaliser, relative to row_max
-  float* shift = row_sum + kBlockQ;        // this tile's exponent shift (the new maximum, 0 if -inf)
-  float* rescale = shift + kBlockQ;        // exp(old maximum - new maximum)
-  float* new_max = rescale + kBlockQ;      // running maximum including this tile
-  std::fill(row_max, row_max + kBlockQ, kNegInf);
-  std::fill(row_sum, row_sum + kBlockQ, 0.0f);
-  std::fill(shift, shift + kBlockQ, 0.0f);
-  std::fill(a.out, a.out + a.rows * pd, 0.0f);
-
-  // Key tiles that any row of this query tile may attend.
-  const std::int64_t first = mask.first_col(a.row0), end = mask.end_col(a.row0 + a.rows - 1);
-  const std::int64_t tile_begin = first / kBlockK, tile_end = (end + kBlockK - 1) / kBlockK;
-  for (std::int64_t kt = tile_begin; kt < tile_end; ++kt) {
-    const std::int64_t col0 = kt * kBlockK;
-    product(a.rows, kBlockK, a.head_dim, a.q, pd, 1, a.k_cols + kt * a.head_dim * kBlockK, kBlockK,
-            {s, kBlockK, false});
-    apply_logit_terms(a.logits, a.row0, a.rows, col0, s, nullptr);
-    // Row maxima first, then the rescale factors a vector of rows at a time: the
-    // horizontal reductions of different rows overlap and no scalar exp is needed.
-    for (std::int64_t r = 0; r < a.rows; ++r) {
-      const float* row = s + r * kBlockK;
-      Vec vmax = Vec::load(row);
-      for (std::int64_t c = W; c < kBlockK; c += W) vmax = max(vmax, Vec::load(row + c));
-      new_max[r] = std::max(row_max[r], vmax.reduce_max());
-      shift[r] = new_max[r] == kNegInf ? 0.0f : new_max[r];
-    }
-    for (std::int64_t r = 0; r < kBlockQ; r += W) {
-      const Vec factor = (Vec::load(row_max + r) - Vec::load(shift + r)).exp();
-      factor.store(rescale + r);
-      (Vec::load(row_sum + r) * factor).store(row_sum + r);
-    }
-    for (std::int64_t r = 0; r < a.rows; ++r) {
-      float* row = s + r * kBlockK;
-      const Vec vshift = Vec::broadcast(shift[r]);
-      Vec vsum = Vec::zero();
-      for (std::int64_t c = 0; c < kBlockK; c += W) {
-        const Vec p = (Vec::load(row + c) - vshift).exp();
-        p.store(row + c);
-        vsum = vsum + p;
-      }
-      row_sum[r] += vsum.reduce_add();
-      row_max[r] = new_max[r];
-      // The normaliser counts dropped entries too; 1 / (1 - p) is applied at the end.
-      if (a.logits.has_dropout) apply_dropout(a.logits, a.row0 + r, col0, row, row, 1.0f);
-    }
-    // O = diag(rescale) O + P V
-    product(a.rows, pd, kBlockK, s, kBlockK, 1, a.v_rows + kt * kBlockK * pd, pd, {a.out, pd, true, rescale});
+  apply_logit_terms(lg, row0, rows, col0, s, nullptr);
+  // Row maxima first, then the rescale factors a vector of rows at a time: the
+  // horizontal reductions of different rows overlap and no scalar exp is needed.
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = s + r * kBlockK;
+    Vec vmax = Vec::load(row);
+    for (std::int64_t c = W; c < kBlockK; c += W) vmax = max(vmax, Vec::load(row + c));
+    st.new_max[r] = std::max(st.row_max[r], vmax.reduce_max());
+    st.shift[r] = st.new_max[r] == kNegInf ? 0.0f : st.new_max[r];
   }
-  for (std::int64_t r = 0; r < a.rows; ++r) {
-    float* o = a.out + r * pd;
-    if (row_sum[r] == 0.0f) {
+  for (std::int64_t r = 0; r < kBlockQ; r += W) {
+    const Vec factor = (Vec::load(st.row_max + r) - Vec::load(st.shift + r)).exp();
+    factor.store(st.rescale + r);
+    (Vec::load(st.row_sum + r) * factor).store(st.row_sum + r);
+  }
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* row = s + r * kBlockK;
+    const Vec vshift = Vec::broadcast(st.shift[r]);
+    Vec vsum = Vec::zero();
+    for (std::int64_t c = 0; c < kBlockK; c += W) {
+      const Vec p = (Vec::load(row + c) - vshift).exp();
+      p.store(row + c);
+      vsum = vsum + p;
+    }
+    st.row_sum[r] += vsum.reduce_add();
+    st.row_max[r] = st.new_max[r];
+    // The normaliser counts dropped entries too; 1 / (1 - p) is applied at the end.
+    if (lg.has_dropout) apply_dropout(lg, row0 + r, col0, row, row, 1.0f);
+  }
+}
+
+// O /= the normaliser (times 1 / (1 - p)); lse; rows that saw no key get 0 and -inf.
+TILEFLASH_TARGET void finish_softmax(const Logits& lg, std::int64_t rows, std::int64_t pd, const SoftmaxState& st,
+                                     float* out, float* lse) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* o = out + r * pd;
+    if (st.row_sum[r] == 0.0f) {
       std::fill(o, o + pd, 0.0f);
-      a.lse[r] = kNegInf;
+      lse[r] = kNegInf;
       continue;
     }
-    const Vec inv = Vec::broadcast(a.logits.keep_scale / row_sum[r]);
-    for (std::int64_t c = 0; c < pd; c += W) (Vec::load(o + c) * inv).store(o + c);
-    a.lse[r] = row_max[r] + std::log(row_sum[r]);
+    const Vec inv = Vec::broadcast(lg.keep_scale / st.row_sum[r]);
+    for (std::int64_t c = 0; c < pd; c += Vec::width) (Vec::load(o + c) * inv).store(o + c);
+    lse[r] = st.row_max[r] + std::log(st.row_sum[r]);
   }
+}
+
+// The key tiles [begin, end) that any row of query tile [row0, row0 + rows) may attend.
+struct KeyTileRange {
+  std::int64_t begin, end;
+};
+
+TILEFLASH_TARGET KeyTileRange key_tiles_of(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows) {
+  const std::int64_t first = mask.first_col(row0), end = mask.end_col(row0 + rows - 1);
+  return {first / kBlockK, (end + kBlockK - 1) / kBlockK};
+}
+
+TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {
+  const std::int64_t pd = a.padded_dim;
+  float* s = a.scratch;
+  const SoftmaxState st(s + kBlockQ * kBlockK);
+  std::fill(a.out, a.out + a.rows * pd, 0.0f);
+  const KeyTileRange tiles = key_tiles_of(a.logits.mask, a.row0, a.rows);
+  for (std::int64_t kt = tiles.begin; kt < tiles.end; ++kt) {
+    product(a.rows, kBlockK, a.head_dim, a.q, pd, 1, a.k_cols + kt * a.head_dim * kBlockK, kBlockK,
+            {s, kBlockK, false});
+    softmax_step(a.logits, a.row0, a.rows, kt * kBlockK, s, st);
+    // O = diag(rescale) O + P V
+    product(a.rows, pd, kBlockK, s, kBlockK, 1, a.v_rows + kt * kBlockK * pd, pd, {a.out, pd, true, st.rescale});
+  }
+  finish_softmax(a.logits, a.rows, pd, st, a.out, a.lse);
 }
 
 TILEFLASH_TARGET void backward_tile(const BackwardTileArgs& a) {

@@ -160,6 +160,37 @@ TEST_P(Tiled, LowPrecisionDtypesAndLayouts) {
   check(c, ++seed);
 }
 
+// bf16 inputs take the bf16-product forward of the AMX set (head_dim padded to 32, query
+// tiles padded to whole AMX tiles, P rounded to bf16); the other sets convert to fp32.
+TEST_P(Tiled, Bf16ProductsAtOddShapesAndEveryLogitTerm) {
+  std::uint64_t seed = 90;
+  const CaseConfig shapes[] = {shape(1, 1, 8),       shape(37, 577, 40, 4, 1), shape(577, 37, 80),
+                               shape(1000, 130, 64, 1, 1), shape(100, 200, 96, 2, 2, 2), shape(33, 300, 128),
+                               shape(20, 97, 256)};
+  for (CaseConfig c : shapes) {
+    c.dtype = DType::bfloat16;
+    check(c, ++seed);
+    c.causal = true;
+    c.heads_first = true;
+    check(c, ++seed);
+  }
+  CaseConfig c = shape(130, 250, 64, 4, 2, 2);
+  c.dtype = DType::bfloat16;
+  c.window_left = 30;
+  c.window_right = 7;
+  c.softcap = 5.0f;
+  c.bias = CaseConfig::Bias::per_head;
+  c.bias_dtype = DType::bfloat16;
+  c.alibi = CaseConfig::Alibi::per_head;
+  c.dropout_p = 0.15f;
+  c.dropout_seed = 7;
+  check(c, ++seed);
+  c.input_stddev = 30.0;  // one-hot rows: the running maximum jumps between key tiles
+  c.softcap = 0.0f;
+  c.dropout_p = 0.0f;
+  check(c, ++seed);
+}
+
 // All logits exactly 0: the running maximum is 0.0 from the first key tile on.
 TEST_P(Tiled, ZeroLogitsOverManyKeyTiles) {
   CaseConfig config = shape(200, 300, 32);
@@ -277,7 +308,18 @@ TEST_P(Tiled, ThreadCountDoesNotChangeTheResult) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(KernelSets, Tiled, ::testing::Values("scalar", "avx2", "avx512"),
+// The AMX set is chosen exactly where the CPU and the OS allow it; elsewhere asking for
+// it gives the best other set, and the bf16 forward stays off.
+TEST(TiledKernelChoice, AmxOnlyWhereUsable) {
+  setenv("TILEFLASH_CPU_ISA", "amx", 1);
+  const cpu::tiled::KernelSet& chosen = cpu::tiled::best_kernels();
+  unsetenv("TILEFLASH_CPU_ISA");
+  EXPECT_EQ(std::string(chosen.name) == "amx", cpu::tiled::amx_usable()) << chosen.name;
+  EXPECT_EQ(chosen.forward_tile_bf16 != nullptr, cpu::tiled::amx_usable()) << chosen.name;
+  EXPECT_EQ(std::string(cpu::tiled::best_kernels().name), std::string(chosen.name));
+}
+
+INSTANTIATE_TEST_SUITE_P(KernelSets, Tiled, ::testing::Values("scalar", "avx2", "avx512", "amx"),
                          [](const auto& info) { return std::string(info.param); });
 
 }  // namespace

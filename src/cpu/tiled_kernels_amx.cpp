@@ -1,0 +1,248 @@
+// The AMX kernel set: the AVX-512 kernels, plus a forward for bf16 inputs whose two
+// products (S = Q K^T and O += P V) run on AMX tiles from bf16 operands, with fp32
+// accumulation. P is rounded to bf16 for P V, the precision choice of the GPU kernels
+// (and of the same-precision attention the tests measure against); the softmax and its
+// statistics stay fp32 on AVX-512. Used only where the CPU reports AMX-BF16 and
+// AVX512-BF16 and Linux grants the process the tile state.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "common/philox.h"
+#include "cpu/tiled_kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+#define TILEFLASH_HAVE_AMX_KERNELS 1
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,avx2,fma,amx-tile,amx-bf16")
+// GCC 12's AVX-512 headers start some intrinsics from an undefined vector on purpose.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+namespace tileflash::cpu::tiled {
+namespace amx {
+
+#define TILEFLASH_TARGET \
+  __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,avx2,fma,amx-tile,amx-bf16")))
+
+struct Vec {
+  static constexpr int width = 16;
+  __m512 v;
+
+  TILEFLASH_TARGET static Vec load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  TILEFLASH_TARGET void store(float* p) const { _mm512_storeu_ps(p, v); }
+  TILEFLASH_TARGET static Vec broadcast(float x) { return {_mm512_set1_ps(x)}; }
+  TILEFLASH_TARGET static Vec zero() { return {_mm512_setzero_ps()}; }
+  TILEFLASH_TARGET friend Vec operator+(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
+  TILEFLASH_TARGET friend Vec operator-(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
+  TILEFLASH_TARGET friend Vec operator*(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
+  TILEFLASH_TARGET friend Vec fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  TILEFLASH_TARGET friend Vec max(Vec a, Vec b) { return {_mm512_max_ps(a.v, b.v)}; }
+  TILEFLASH_TARGET float reduce_max() const { return _mm512_reduce_max_ps(v); }
+  TILEFLASH_TARGET float reduce_add() const { return _mm512_reduce_add_ps(v); }
+  // The AVX-512 set's exp: 2^n times a degree-6 Taylor polynomial of e^r; x < -87 gives 0.
+  TILEFLASH_TARGET Vec exp() const {
+    const __mmask16 valid = _mm512_cmp_ps_mask(v, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+    const __m512 x = v;
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return {_mm512_maskz_mov_ps(valid, _mm512_scalef_ps(p, n))};
+  }
+};
+
+constexpr int kRowBlock = 12;
+constexpr int kColVectors = 2;
+
+#include "cpu/tiled_kernels.inl"
+
+// Every product below is cut into 32 x 32 blocks of C held in four tiles (16 rows of 16
+// fp32 each), with two A tiles (16 rows x 32 bf16) and two B tiles (16 pairs x 16
+// columns) per 32-deep step: all eight tile registers, each A and B tile used twice.
+constexpr int kTileRows = 16;
+constexpr int kTileBytes = 64;
+constexpr std::int64_t kBlock = 32;
+static_assert(kBlockQ % kBlock == 0 && kBlockK % kBlock == 0, "tiles cover the query and key tiles exactly");
+static_assert(kBf16DimMultiple % kBlock == 0, "tiles cover the padded head dimension exactly");
+
+// GCC 12's tile intrinsics paste the tile number into the instruction text, so they take
+// literals: tiles 0-3 are C (rows 0-15 / 16-31 x columns 0-15 / 16-31), 4-5 A, 6-7 B.
+// They are asm statements that do not tell the compiler which memory they read or
+// write: every product is fenced by compiler barriers.
+inline void compiler_barrier() { asm volatile("" ::: "memory"); }
+
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1;
+  std::uint8_t start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t bytes_per_row[16] = {};
+  std::uint8_t rows[16] = {};
+};
+static_assert(sizeof(TileConfig) == 64, "the layout ldtilecfg reads");
+
+TILEFLASH_TARGET void configure_tiles() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.bytes_per_row[t] = kTileBytes;
+    config.rows[t] = kTileRows;
+  }
+  compiler_barrier();
+  _tile_loadconfig(&config);
+}
+
+// One 32-deep step on the four C tiles: A rows at a (row stride a_stride bytes), B pair
+// rows at b (stride b_stride bytes).
+TILEFLASH_TARGET inline void multiply_step(const std::uint16_t* a, std::int64_t a_stride, const std::uint16_t* b,
+                                           std::int64_t b_stride) {
+  const auto* a_bytes = reinterpret_cast<const char*>(a);
+  const auto* b_bytes = reinterpret_cast<const char*>(b);
+  _tile_loadd(4, a_bytes, a_stride);
+  _tile_loadd(5, a_bytes + kTileRows * a_stride, a_stride);
+  _tile_loadd(6, b_bytes, b_stride);
+  _tile_loadd(7, b_bytes + kTileBytes, b_stride);
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_dpbf16ps(1, 4, 7);
+  _tile_dpbf16ps(2, 5, 6);
+  _tile_dpbf16ps(3, 5, 7);
+}
+
+TILEFLASH_TARGET inline void load_block(const float* c, std::int64_t ldc) {
+  const auto stride = static_cast<std::int64_t>(ldc * sizeof(float));
+  _tile_loadd(0, c, stride);
+  _tile_loadd(1, c + 16, stride);
+  _tile_loadd(2, c + kTileRows * ldc, stride);
+  _tile_loadd(3, c + kTileRows * ldc + 16, stride);
+}
+
+TILEFLASH_TARGET inline void store_block(float* c, std::int64_t ldc) {
+  const auto stride = static_cast<std::int64_t>(ldc * sizeof(float));
+  _tile_stored(0, c, stride);
+  _tile_stored(1, c + 16, stride);
+  _tile_stored(2, c + kTileRows * ldc, stride);
+  _tile_stored(3, c + kTileRows * ldc + 16, stride);
+}
+
+// s (kBlockQ x kBlockK, fp32) = Q K^T over the padded head dimension.
+TILEFLASH_TARGET void scores(const std::uint16_t* q, const std::uint16_t* k_pairs, std::int64_t pd, float* s) {
+  const std::int64_t q_stride = pd * 2, k_stride = kBlockK * 2 * 2;
+  compiler_barrier();
+  for (std::int64_t i = 0; i < kBlockQ; i += kBlock)
+    for (std::int64_t j = 0; j < kBlockK; j += kBlock) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (std::int64_t t = 0; t < pd; t += kBlock)
+        multiply_step(q + i * pd + t, q_stride, k_pairs + (t / 2) * kBlockK * 2 + j * 2, k_stride);
+      store_block(s + i * kBlockK + j, kBlockK);
+    }
+  compiler_barrier();
+}
+
+// out (kBlockQ x pd, fp32) += P V over the kBlockK keys.
+TILEFLASH_TARGET void accumulate_pv(const std::uint16_t* p, const std::uint16_t* v_pairs, std::int64_t pd,
+                                    float* out) {
+  const std::int64_t p_stride = kBlockK * 2, v_stride = pd * 2 * 2;
+  compiler_barrier();
+  for (std::int64_t i = 0; i < kBlockQ; i += kBlock)
+    for (std::int64_t j = 0; j < pd; j += kBlock) {
+      load_block(out + i * pd + j, pd);
+      for (std::int64_t t = 0; t < kBlockK; t += kBlock)
+        multiply_step(p + i * kBlockK + t, p_stride, v_pairs + (t / 2) * pd * 2 + j * 2, v_stride);
+      store_block(out + i * pd + j, pd);
+    }
+  compiler_barrier();
+}
+
+TILEFLASH_TARGET void forward_tile_bf16(const ForwardTileBf16Args& a) {
+  constexpr int W = Vec::width;
+  const std::int64_t pd = a.padded_dim;
+  float* s = a.scratch;
+  const SoftmaxState st(s + kBlockQ * kBlockK);
+  auto* p = reinterpret_cast<std::uint16_t*>(a.scratch + kForwardScratchFloats);
+  // Rows past a.rows are carried through the products (their Q rows are zero, so their
+  // scores and probabilities are 0 and their O stays 0) and never read back.
+  std::fill(a.out, a.out + kBlockQ * pd, 0.0f);
+  const Vec scale = Vec::broadcast(a.scale);
+  configure_tiles();
+  const KeyTileRange tiles = key_tiles_of(a.logits.mask, a.row0, a.rows);
+  for (std::int64_t kt = tiles.begin; kt < tiles.end; ++kt) {
+    scores(a.q, a.k_pairs + kt * pd * kBlockK, pd, s);
+    for (std::int64_t r = 0; r < a.rows; ++r)
+      for (std::int64_t c = 0; c < kBlockK; c += W) (Vec::load(s + r * kBlockK + c) * scale).store(s + r * kBlockK + c);
+    softmax_step(a.logits, a.row0, a.rows, kt * kBlockK, s, st);
+    for (std::int64_t r = 0; r < kBlockQ; ++r) {
+      for (std::int64_t c = 0; c < kBlockK; c += W) {
+        const __m256bh rounded = _mm512_cvtneps_pbh(_mm512_loadu_ps(s + r * kBlockK + c));
+        std::memcpy(p + r * kBlockK + c, &rounded, sizeof(rounded));
+      }
+      // Once a row's maximum settles its factor is exactly 1.
+      if (st.rescale[r] == 1.0f) continue;
+      const Vec factor = Vec::broadcast(st.rescale[r]);
+      for (std::int64_t c = 0; c < pd; c += W) (Vec::load(a.out + r * pd + c) * factor).store(a.out + r * pd + c);
+    }
+    accumulate_pv(p, a.v_pairs + kt * kBlockK * pd, pd, a.out);
+  }
+  // Lets the OS skip saving the tile registers when this thread is switched out.
+  _tile_release();
+  finish_softmax(a.logits, a.rows, pd, st, a.out, a.lse);
+}
+
+#undef TILEFLASH_TARGET
+
+}  // namespace amx
+}  // namespace tileflash::cpu::tiled
+
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
+
+namespace tileflash::cpu::tiled {
+
+bool amx_usable() {
+#if defined(TILEFLASH_HAVE_AMX_KERNELS)
+  static const bool usable = [] {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amx_bf16 = (edx >> 22) & 1u, amx_tile = (edx >> 24) & 1u;
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    if (!amx_bf16 || !amx_tile || !avx512) return false;
+    if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) || !((eax >> 5) & 1u)) return false;  // AVX512-BF16
+    // Linux hands out the 8 KiB tile state only on request (ARCH_REQ_XCOMP_PERM for
+    // XFEATURE_XTILEDATA); without it the first tile instruction faults.
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
+#else
+  return false;
+#endif
+}
+
+const KernelSet& amx_kernels() {
+#if defined(TILEFLASH_HAVE_AMX_KERNELS)
+  static const KernelSet set{"amx", amx::Vec::width, amx::forward_tile, amx::backward_tile, amx::forward_tile_bf16};
+  return set;
+#else
+  return avx512_kernels();
+#endif
+}
+
+}  // namespace tileflash::cpu::tiled
