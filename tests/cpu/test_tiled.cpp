@@ -314,6 +314,7 @@ TEST(TiledKernelChoice, AmxOnlyWhereUsable) {
   setenv("TILEFLASH_CPU_ISA", "amx", 1);
   const cpu::tiled::KernelSet& chosen = cpu::tiled::best_kernels();
   unsetenv("TILEFLASH_CPU_ISA");
+  RecordProperty("kernel_set", chosen.name);
   EXPECT_EQ(std::string(chosen.name) == "amx", cpu::tiled::amx_usable()) << chosen.name;
   EXPECT_EQ(chosen.forward_tile_bf16 != nullptr, cpu::tiled::amx_usable()) << chosen.name;
   EXPECT_EQ(std::string(cpu::tiled::best_kernels().name), std::string(chosen.name));
