@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,7 @@ struct Layout {
   std::vector<Sequence> sequences;
   std::vector<std::int64_t> q_row_start;   // packed query rows of sequence b start here
   std::vector<std::int64_t> k_tile_start;  // packed key tiles of sequence b start here
+  std::vector<std::int64_t> q_tile_start;  // its query tiles start here in query_tiles
   std::vector<TileRef> query_tiles, key_tiles;
   std::int64_t total_q_rows = 0, total_k_tiles = 0, max_k_tiles = 0;
   std::int64_t head_dim = 0, padded_dim = 0;
@@ -71,6 +73,7 @@ struct Layout {
       sequences.push_back(s);
       q_row_start.push_back(total_q_rows);
       k_tile_start.push_back(total_k_tiles);
+      q_tile_start.push_back(static_cast<std::int64_t>(query_tiles.size()));
       total_q_rows += s.seq_q;
       const std::int64_t tiles = ceil_div(s.seq_k, kBlockK);
       total_k_tiles += tiles;
@@ -166,59 +169,76 @@ const std::uint16_t* bf16_row(const HeadRows& src, std::int64_t row) {
   return static_cast<const std::uint16_t*>(src.row_address(row));
 }
 
-// One key tile as the B operands of the bf16 products (see ForwardTileBf16Args): K^T as
-// pairs of head dims (a transpose of 4-byte pairs), V as pairs of keys (two rows
-// interleaved); zero past the sequence and head_dim.
-void pack_key_tile_bf16(const HeadRows& k, const HeadRows& v, std::int64_t tile, std::int64_t seq_k,
-                        std::int64_t head_dim, std::int64_t padded_dim, std::uint16_t* k_pairs,
-                        std::uint16_t* v_pairs) {
+// One key tile as the B operand of a bf16 product over the head dims (K^T, V^T): pairs of
+// head dims (padded_dim / 2, kBlockK, 2), a transpose of 4-byte pairs; zero past the
+// sequence and head_dim.
+void pack_dim_pairs(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, std::int64_t head_dim,
+                    std::int64_t padded_dim, std::uint16_t* dst) {
   const std::int64_t first = tile * kBlockK, count = std::min(kBlockK, seq_k - first);
-  std::vector<std::uint16_t> rows(2 * padded_dim, 0);  // a key or two, zero padded
+  std::vector<std::uint16_t> row(padded_dim, 0);
+  std::fill(dst, dst + padded_dim * kBlockK, std::uint16_t{0});
+  for (std::int64_t j = 0; j < count; ++j) {
+    std::copy_n(bf16_row(src, first + j), head_dim, row.data());
+    for (std::int64_t pair = 0; pair < padded_dim / 2; ++pair)
+      std::memcpy(dst + 2 * (pair * kBlockK + j), row.data() + 2 * pair, 2 * sizeof(std::uint16_t));
+  }
+}
+
+// One key tile as the B operand of a bf16 product over the keys (V, K): pairs of keys
+// (kBlockK / 2, padded_dim, 2), two rows interleaved; zero past the sequence and head_dim.
+void pack_key_pairs(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, std::int64_t head_dim,
+                    std::int64_t padded_dim, std::uint16_t* dst) {
+  const std::int64_t first = tile * kBlockK, count = std::min(kBlockK, seq_k - first);
+  std::vector<std::uint16_t> rows(2 * padded_dim);
   std::uint16_t* even = rows.data();
   std::uint16_t* odd = even + padded_dim;
-  std::fill(k_pairs, k_pairs + padded_dim * kBlockK, std::uint16_t{0});
-  for (std::int64_t j = 0; j < count; ++j) {
-    std::copy_n(bf16_row(k, first + j), head_dim, even);
-    for (std::int64_t pair = 0; pair < padded_dim / 2; ++pair)
-      std::memcpy(k_pairs + 2 * (pair * kBlockK + j), even + 2 * pair, 2 * sizeof(std::uint16_t));
-  }
   for (std::int64_t j = 0; j < kBlockK; j += 2) {
     std::fill(rows.begin(), rows.end(), std::uint16_t{0});
-    if (j < count) std::copy_n(bf16_row(v, first + j), head_dim, even);
-    if (j + 1 < count) std::copy_n(bf16_row(v, first + j + 1), head_dim, odd);
-    std::uint16_t* dst = v_pairs + j * padded_dim;
+    if (j < count) std::copy_n(bf16_row(src, first + j), head_dim, even);
+    if (j + 1 < count) std::copy_n(bf16_row(src, first + j + 1), head_dim, odd);
+    std::uint16_t* out = dst + j * padded_dim;
     for (std::int64_t c = 0; c < padded_dim; ++c) {
-      dst[2 * c] = even[c];
-      dst[2 * c + 1] = odd[c];
+      out[2 * c] = even[c];
+      out[2 * c + 1] = odd[c];
     }
   }
 }
 
-// Key/value tiles of every (kv head, sequence) for the bf16 forward; bf16 elements are
-// stored two per float of the workspace.
+// Key/value tiles of every (kv head, sequence) as bf16 B operands, two bf16 per float of
+// the workspaces. Forward: K^T (dim pairs), V (key pairs). Backward: K^T and V^T (dim
+// pairs), K (key pairs).
 struct PackedKeysBf16 {
   std::int64_t tile_size, tiles;
-  Workspace k_pairs, v_pairs;
+  Workspace k_dims, v_pairs, k_keys;
 
-  PackedKeysBf16(const ForwardParams& params, const detail::Problem& problem, const Layout& layout, int threads)
+  PackedKeysBf16(const ForwardParams& params, const detail::Problem& problem, const Layout& layout, int threads,
+                 bool backward)
       : tile_size(layout.padded_dim * kBlockK),
         tiles(problem.heads_kv * layout.total_k_tiles),
-        k_pairs(tiles * tile_size / 2),
-        v_pairs(tiles * tile_size / 2) {
+        k_dims(tiles * tile_size / 2),
+        v_pairs(tiles * tile_size / 2),
+        k_keys(backward ? tiles * tile_size / 2 : 0) {
     const auto per_head = static_cast<std::int64_t>(layout.key_tiles.size());
+    const std::int64_t d = layout.head_dim, pd = layout.padded_dim;
     parallel_for(tiles, threads, [&](std::int64_t task, int) {
       const std::int64_t g = task / per_head;
       const TileRef t = layout.key_tiles[task % per_head];
       const Sequence& seq = layout.sequences[t.batch];
-      const std::int64_t at = slot(layout, g, t.batch, t.tile);
-      pack_key_tile_bf16(head_rows(params.k, problem, seq, g, false), head_rows(params.v, problem, seq, g, false),
-                         t.tile, seq.seq_k, layout.head_dim, layout.padded_dim, k_data() + at * tile_size,
-                         v_data() + at * tile_size);
+      const std::int64_t at = slot(layout, g, t.batch, t.tile) * tile_size;
+      const HeadRows k = head_rows(params.k, problem, seq, g, false), v = head_rows(params.v, problem, seq, g, false);
+      pack_dim_pairs(k, t.tile, seq.seq_k, d, pd, k_dim_data() + at);
+      if (backward) {
+        pack_dim_pairs(v, t.tile, seq.seq_k, d, pd, v_data() + at);
+        pack_key_pairs(k, t.tile, seq.seq_k, d, pd, k_key_data() + at);
+      } else {
+        pack_key_pairs(v, t.tile, seq.seq_k, d, pd, v_data() + at);
+      }
     });
   }
 
-  std::uint16_t* k_data() const { return reinterpret_cast<std::uint16_t*>(k_pairs.data()); }
+  std::uint16_t* k_dim_data() const { return reinterpret_cast<std::uint16_t*>(k_dims.data()); }
   std::uint16_t* v_data() const { return reinterpret_cast<std::uint16_t*>(v_pairs.data()); }
+  std::uint16_t* k_key_data() const { return reinterpret_cast<std::uint16_t*>(k_keys.data()); }
   std::int64_t slot(const Layout& layout, std::int64_t kv_head, std::int64_t b, std::int64_t kt) const {
     return kv_head * layout.total_k_tiles + layout.k_tile_start[b] + kt;
   }
@@ -229,7 +249,7 @@ struct PackedKeysBf16 {
 void forward_bf16(const ForwardParams& params, const detail::Problem& problem, const tiled::KernelSet& kernels) {
   const Layout layout(params, problem, static_cast<int>(tiled::kBf16DimMultiple));
   const int threads = resolve_thread_count(params.num_threads);
-  const PackedKeysBf16 keys(params, problem, layout, threads);
+  const PackedKeysBf16 keys(params, problem, layout, threads, /*backward=*/false);
   const std::int64_t pd = layout.padded_dim, d = layout.head_dim;
 
   const std::int64_t per_thread = kBlockQ * pd + kBlockQ * pd / 2 + kBlockQ + tiled::kForwardBf16ScratchFloats;
@@ -251,7 +271,7 @@ void forward_bf16(const ForwardParams& params, const detail::Problem& problem, c
     a.q = q;
     a.scale = problem.scale;
     const std::int64_t first_slot = keys.slot(layout, h / problem.group_size(), qt.batch, 0);
-    a.k_pairs = keys.k_data() + first_slot * keys.tile_size;
+    a.k_pairs = keys.k_dim_data() + first_slot * keys.tile_size;
     a.v_pairs = keys.v_data() + first_slot * keys.tile_size;
     a.padded_dim = pd;
     a.logits = make_logits(params, problem, seq, h);
@@ -326,9 +346,17 @@ void forward(const ForwardParams& params, const detail::Problem& problem, const 
 }
 
 void backward(const BackwardParams& params, const detail::Problem& problem, const KernelSet& kernels) {
-  const Layout layout(params, problem, kernels.vector_width);
+  // A kernel set with bf16 products gets bf16 operands: key tiles as pairs, query tiles
+  // as rows and transposed, dK and dV accumulated transposed.
+  const bool bf16 = kernels.backward_tile_bf16 && problem.dtype == DType::bfloat16;
+  const Layout layout(params, problem, bf16 ? static_cast<int>(kBf16DimMultiple) : kernels.vector_width);
   const int threads = resolve_thread_count(params.num_threads);
-  const PackedKeys keys(params, problem, layout, threads, /*backward=*/true);
+  std::optional<PackedKeys> keys;
+  std::optional<PackedKeysBf16> keys_bf16;
+  if (bf16)
+    keys_bf16.emplace(params, problem, layout, threads, /*backward=*/true);
+  else
+    keys.emplace(params, problem, layout, threads, /*backward=*/true);
   const std::int64_t pd = layout.padded_dim, d = layout.head_dim, rows_total = layout.total_q_rows;
   const std::int64_t hq = problem.heads_q, group = problem.group_size();
 
@@ -343,27 +371,52 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
   chunks = std::min({chunks, layout.max_k_tiles, kPartialBudgetFloats / std::max<std::int64_t>(partial_stride, 1)});
   chunks = std::max<std::int64_t>(chunks, 1);
 
-  // Per (query head, packed row): q * scale, dO, lse, D = rowsum(dO o O), and the chunks'
-  // dQ accumulators zeroed.
-  Workspace q(hq * rows_total * pd), dout(hq * rows_total * pd), lse(hq * rows_total), delta(hq * rows_total),
-      dq_partial(chunks * partial_stride);
+  // Per (query head, packed row): lse, D = rowsum(dO o O), the chunks' dQ accumulators
+  // zeroed, and q * scale and dO in fp32; or, for bf16 operands, per (query head, query
+  // tile): Q, Q^T, dO, dO^T (kBlockQ rows each, zero padded, Q not scaled).
   const auto num_q_tiles = static_cast<std::int64_t>(layout.query_tiles.size());
+  const std::int64_t fp32_rows = bf16 ? 0 : hq * rows_total * pd;
+  const std::int64_t bf16_tile = kBlockQ * pd;  // bf16 elements of one operand of one query tile
+  Workspace q(fp32_rows), dout(fp32_rows), lse(hq * rows_total), delta(hq * rows_total),
+      dq_partial(chunks * partial_stride), query_bf16(bf16 ? hq * num_q_tiles * 4 * bf16_tile / 2 : 0);
+  auto query_operands = [&](std::int64_t h, std::int64_t tile_index) {
+    return reinterpret_cast<std::uint16_t*>(query_bf16.data()) + (h * num_q_tiles + tile_index) * 4 * bf16_tile;
+  };
   parallel_for(hq * num_q_tiles, threads, [&](std::int64_t task, int) {
     const std::int64_t h = task / num_q_tiles;
     const TileRef t = layout.query_tiles[task % num_q_tiles];
     const Sequence& seq = layout.sequences[t.batch];
     const std::int64_t row0 = t.tile * kBlockQ, rows = std::min(kBlockQ, seq.seq_q - row0);
     const std::int64_t base = h * rows_total + layout.q_row_start[t.batch] + row0;
-    pack_rows(head_rows(params.q, problem, seq, h, true), row0, rows, d, pd, problem.scale, q.data() + base * pd);
-    pack_rows(head_rows(params.dout, problem, seq, h, true), row0, rows, d, pd, 1.0f, dout.data() + base * pd);
+    const HeadRows q_in = head_rows(params.q, problem, seq, h, true);
+    const HeadRows dout_in = head_rows(params.dout, problem, seq, h, true);
+    if (bf16) {
+      std::uint16_t* operands = query_operands(h, task % num_q_tiles);
+      std::fill(operands, operands + 4 * bf16_tile, std::uint16_t{0});
+      std::uint16_t *q_rows = operands, *q_t = q_rows + bf16_tile;
+      std::uint16_t *dout_rows = q_t + bf16_tile, *dout_t = dout_rows + bf16_tile;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const std::uint16_t* q_row = bf16_row(q_in, row0 + r);
+        const std::uint16_t* dout_row = bf16_row(dout_in, row0 + r);
+        std::copy_n(q_row, d, q_rows + r * pd);
+        std::copy_n(dout_row, d, dout_rows + r * pd);
+        for (std::int64_t c = 0; c < d; ++c) {
+          q_t[c * kBlockQ + r] = q_row[c];
+          dout_t[c * kBlockQ + r] = dout_row[c];
+        }
+      }
+    } else {
+      pack_rows(q_in, row0, rows, d, pd, problem.scale, q.data() + base * pd);
+      pack_rows(dout_in, row0, rows, d, pd, 1.0f, dout.data() + base * pd);
+    }
     const HeadRows out = head_rows(params.out, problem, seq, h, true);
     const LseRow lse_in = lse_row(params.lse, problem, seq, h);
-    std::vector<float> out_row(d);
+    std::vector<float> out_row(d), dout_row(d);
     for (std::int64_t r = 0; r < rows; ++r) {
       out.load_row(row0 + r, d, out_row.data());
-      const float* g = dout.data() + (base + r) * pd;
+      dout_in.load_row(row0 + r, d, dout_row.data());
       float sum = 0.0f;
-      for (std::int64_t c = 0; c < d; ++c) sum += g[c] * out_row[c];
+      for (std::int64_t c = 0; c < d; ++c) sum += dout_row[c] * out_row[c];
       delta.data()[base + r] = sum;
       lse.data()[base + r] = lse_in[row0 + r];
     }
@@ -373,7 +426,8 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
     }
   });
 
-  const std::int64_t per_thread = 2 * kBlockK * pd + kBackwardScratchFloats;
+  const std::int64_t per_thread =
+      2 * kBlockK * pd + (bf16 ? backward_bf16_scratch_floats(pd) : kBackwardScratchFloats);
   Workspace scratch(per_thread * threads);
 
   // Chunk-major order: under a causal mask the first key tiles see the most query rows,
@@ -382,42 +436,87 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
     const std::int64_t chunk = task / pairs, pair = task % pairs;
     const std::int64_t b = pair % problem.batch, g = pair / problem.batch;
     const Sequence& seq = layout.sequences[b];
-    float* dk = scratch.data() + per_thread * thread;
+    float* dk = scratch.data() + per_thread * thread;  // (kBlockK, pd), or transposed with bf16 operands
     float* dv = dk + kBlockK * pd;
     const HeadRows dk_out = head_rows(params.dk, problem, seq, g, false);
     const HeadRows dv_out = head_rows(params.dv, problem, seq, g, false);
+    std::vector<float> dk_row(bf16 ? d : 0), dv_row(bf16 ? d : 0);
     for (std::int64_t kt = chunk; kt < ceil_div(seq.seq_k, kBlockK); kt += chunks) {
       std::fill(dk, dk + 2 * kBlockK * pd, 0.0f);
-      const std::int64_t slot = keys.slot(layout, g, b, kt);
+      const std::int64_t col0 = kt * kBlockK;
       BackwardTileArgs a;
-      a.k_cols = keys.k_cols.data() + slot * keys.cols_size;
-      a.k_rows = keys.k_rows.data() + slot * keys.rows_size;
-      a.v_cols = keys.v_cols.data() + slot * keys.cols_size;
-      a.col0 = kt * kBlockK;
-      a.head_dim = d;
-      a.padded_dim = pd;
-      a.dk = dk;
-      a.dv = dv;
-      a.scratch = dv + kBlockK * pd;
+      BackwardTileBf16Args a16;
+      if (bf16) {
+        const std::int64_t at = keys_bf16->slot(layout, g, b, kt) * keys_bf16->tile_size;
+        a16.k_pairs = keys_bf16->k_dim_data() + at;
+        a16.v_pairs = keys_bf16->v_data() + at;
+        a16.k_key_pairs = keys_bf16->k_key_data() + at;
+        a16.scale = problem.scale;
+        a16.col0 = col0;
+        a16.padded_dim = pd;
+        a16.dk_t = dk;
+        a16.dv_t = dv;
+        a16.scratch = dv + kBlockK * pd;
+      } else {
+        const std::int64_t slot = keys->slot(layout, g, b, kt);
+        a.k_cols = keys->k_cols.data() + slot * keys->cols_size;
+        a.k_rows = keys->k_rows.data() + slot * keys->rows_size;
+        a.v_cols = keys->v_cols.data() + slot * keys->cols_size;
+        a.col0 = col0;
+        a.head_dim = d;
+        a.padded_dim = pd;
+        a.dk = dk;
+        a.dv = dv;
+        a.scratch = dv + kBlockK * pd;
+      }
       for (std::int64_t h = g * group; h < (g + 1) * group; ++h) {
-        a.logits = make_logits(params, problem, seq, h);
+        const Logits logits = make_logits(params, problem, seq, h);
         const std::int64_t base = h * rows_total + layout.q_row_start[b];
-        for (a.row0 = 0; a.row0 < seq.seq_q; a.row0 += kBlockQ) {
-          a.rows = std::min(kBlockQ, seq.seq_q - a.row0);
-          if (!tiles_meet(a.logits.mask, a.row0, a.rows, a.col0)) continue;
-          const std::int64_t row = base + a.row0;
-          a.q = q.data() + row * pd;
-          a.dout = dout.data() + row * pd;
-          a.lse = lse.data() + row;
-          a.delta = delta.data() + row;
-          a.dq = dq_partial.data() + chunk * partial_stride + row * pd;
-          kernels.backward_tile(a);
+        for (std::int64_t row0 = 0; row0 < seq.seq_q; row0 += kBlockQ) {
+          const std::int64_t rows = std::min(kBlockQ, seq.seq_q - row0);
+          if (!tiles_meet(logits.mask, row0, rows, col0)) continue;
+          const std::int64_t row = base + row0;
+          float* dq = dq_partial.data() + chunk * partial_stride + row * pd;
+          if (bf16) {
+            const std::uint16_t* operands = query_operands(h, layout.q_tile_start[b] + row0 / kBlockQ);
+            a16.q = operands;
+            a16.q_t = operands + bf16_tile;
+            a16.dout = operands + 2 * bf16_tile;
+            a16.dout_t = operands + 3 * bf16_tile;
+            a16.lse = lse.data() + row;
+            a16.delta = delta.data() + row;
+            a16.row0 = row0;
+            a16.rows = rows;
+            a16.logits = logits;
+            a16.dq = dq;
+            kernels.backward_tile_bf16(a16);
+          } else {
+            a.q = q.data() + row * pd;
+            a.dout = dout.data() + row * pd;
+            a.lse = lse.data() + row;
+            a.delta = delta.data() + row;
+            a.row0 = row0;
+            a.rows = rows;
+            a.logits = logits;
+            a.dq = dq;
+            kernels.backward_tile(a);
+          }
         }
       }
-      const std::int64_t cols = std::min(kBlockK, seq.seq_k - a.col0);
+      const std::int64_t cols = std::min(kBlockK, seq.seq_k - col0);
       for (std::int64_t j = 0; j < cols; ++j) {
-        dk_out.store_row(a.col0 + j, d, dk + j * pd);
-        dv_out.store_row(a.col0 + j, d, dv + j * pd);
+        if (bf16) {
+          // Transposed accumulators; the softmax scale of dK = scale dS^T Q goes in here.
+          for (std::int64_t c = 0; c < d; ++c) {
+            dk_row[c] = dk[c * kBlockK + j] * problem.scale;
+            dv_row[c] = dv[c * kBlockK + j];
+          }
+          dk_out.store_row(col0 + j, d, dk_row.data());
+          dv_out.store_row(col0 + j, d, dv_row.data());
+        } else {
+          dk_out.store_row(col0 + j, d, dk + j * pd);
+          dv_out.store_row(col0 + j, d, dv + j * pd);
+        }
       }
     }
   });

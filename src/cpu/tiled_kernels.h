@@ -84,19 +84,50 @@ struct ForwardTileBf16Args {
   float* scratch = nullptr;  // kForwardBf16ScratchFloats
 };
 
+// The backward on bf16 operands. dS and P enter the products over the query rows as B
+// operands, so dK and dV are accumulated transposed (dK^T = Q^T dS, dV^T = dO^T P) and
+// Q and dO come both as rows and transposed.
+struct BackwardTileBf16Args {
+  const std::uint16_t* q = nullptr;       // (kBlockQ, padded_dim), not scaled, zero past rows and head_dim
+  const std::uint16_t* q_t = nullptr;     // (padded_dim, kBlockQ): Q^T, zero past rows and head_dim
+  const std::uint16_t* dout = nullptr;    // (kBlockQ, padded_dim), likewise
+  const std::uint16_t* dout_t = nullptr;  // (padded_dim, kBlockQ)
+  const float* lse = nullptr;             // (rows)
+  const float* delta = nullptr;           // (rows): rowsum(dout * out)
+  float scale = 1.0f;
+  std::int64_t row0 = 0, rows = 0;
+  // This key tile: K^T and V^T as pairs of head dims (padded_dim / 2, kBlockK, 2), K as
+  // pairs of keys (kBlockK / 2, padded_dim, 2); zero past the sequence and head_dim.
+  const std::uint16_t* k_pairs = nullptr;
+  const std::uint16_t* v_pairs = nullptr;
+  const std::uint16_t* k_key_pairs = nullptr;
+  std::int64_t col0 = 0;
+  std::int64_t padded_dim = 0;
+  Logits logits;
+  float* dk_t = nullptr;     // (padded_dim, kBlockK), accumulated: Q^T dS, without the softmax scale
+  float* dv_t = nullptr;     // (padded_dim, kBlockK), accumulated
+  float* dq = nullptr;       // (rows, padded_dim), accumulated: dS K, without the softmax scale
+  float* scratch = nullptr;  // backward_bf16_scratch_floats(padded_dim)
+};
+
 inline constexpr std::int64_t kForwardScratchFloats = kBlockQ * kBlockK + 5 * kBlockQ;
 // The fp32 scratch of the fp32 forward, then P rounded to bf16 (two per float).
 inline constexpr std::int64_t kForwardBf16ScratchFloats = kForwardScratchFloats + kBlockQ * kBlockK / 2;
 inline constexpr std::int64_t kBackwardScratchFloats = 4 * kBlockQ * kBlockK;
+// The fp32 scratch of the fp32 backward, three bf16 tiles (two per float) and a dQ tile.
+inline constexpr std::int64_t backward_bf16_scratch_floats(std::int64_t padded_dim) {
+  return kBackwardScratchFloats + 3 * kBlockQ * kBlockK / 2 + kBlockQ * padded_dim;
+}
 
 struct KernelSet {
   const char* name;
   int vector_width;  // padded_dim is a multiple of it
   void (*forward_tile)(const ForwardTileArgs&);
   void (*backward_tile)(const BackwardTileArgs&);
-  // Set where the forward's two products run on bf16 operands (AMX); the driver uses it
-  // for bf16 inputs and forward_tile for every other dtype.
+  // Set where the products run on bf16 operands (AMX); the driver uses them for bf16
+  // inputs and the fp32 kernels for every other dtype.
   void (*forward_tile_bf16)(const ForwardTileBf16Args&) = nullptr;
+  void (*backward_tile_bf16)(const BackwardTileBf16Args&) = nullptr;
 };
 
 const KernelSet& scalar_kernels();

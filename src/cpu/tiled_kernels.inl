@@ -242,8 +242,55 @@ TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {
   finish_softmax(a.logits, a.rows, pd, st, a.out, a.lse);
 }
 
+// P = exp(S - lse) of a (rows x kBlockK) tile of scaled products s, in place, logit
+// terms applied (tanh of the softcap kept in tanh_s); rows that saw no key give 0.
+TILEFLASH_TARGET void recompute_probabilities(const Logits& lg, std::int64_t row0, std::int64_t rows,
+                                              std::int64_t col0, const float* lse, float* s, float* tanh_s) {
+  apply_logit_terms(lg, row0, rows, col0, s, tanh_s);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* row = s + r * kBlockK;
+    if (lse[r] == kNegInf) {
+      std::fill(row, row + kBlockK, 0.0f);
+      continue;
+    }
+    const Vec shift = Vec::broadcast(lse[r]);
+    for (std::int64_t c = 0; c < kBlockK; c += Vec::width) (Vec::load(row + c) - shift).exp().store(row + c);
+  }
+}
+
+// P with dropout applied (into p_kept), or P itself without dropout.
+TILEFLASH_TARGET const float* kept_probabilities(const Logits& lg, std::int64_t row0, std::int64_t rows,
+                                                 std::int64_t col0, const float* p, float* p_kept) {
+  if (!lg.has_dropout) return p;
+  for (std::int64_t r = 0; r < rows; ++r)
+    apply_dropout(lg, row0 + r, col0, p + r * kBlockK, p_kept + r * kBlockK, lg.keep_scale);
+  return p_kept;
+}
+
+// dS = P o (dP - delta), through dropout and softcap, from dP in place.
+TILEFLASH_TARGET void score_gradient(const Logits& lg, std::int64_t rows, const float* delta_rows, const float* p,
+                                     const float* p_kept, const float* tanh_s, float* ds) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* g = ds + r * kBlockK;
+    const float* pr = p + r * kBlockK;
+    const Vec delta = Vec::broadcast(delta_rows[r]);
+    if (lg.has_dropout) {
+      // dP of the undropped P: the keep mask and 1 / (1 - p), read off P_kept / P.
+      const float* kept = p_kept + r * kBlockK;
+      for (std::int64_t c = 0; c < kBlockK; ++c) g[c] = kept[c] != 0.0f ? g[c] * lg.keep_scale : 0.0f;
+    }
+    for (std::int64_t c = 0; c < kBlockK; c += Vec::width) {
+      const Vec pc = Vec::load(pr + c);
+      (pc * (Vec::load(g + c) - delta)).store(g + c);
+    }
+    if (lg.softcap > 0.0f) {
+      const float* t = tanh_s + r * kBlockK;
+      for (std::int64_t c = 0; c < kBlockK; ++c) g[c] = pr[c] == 0.0f ? 0.0f : g[c] * (1.0f - t[c] * t[c]);
+    }
+  }
+}
+
 TILEFLASH_TARGET void backward_tile(const BackwardTileArgs& a) {
-  constexpr int W = Vec::width;
   const std::int64_t pd = a.padded_dim, d = a.head_dim;
   float* p = a.scratch;                    // S, then P
   float* p_kept = p + kBlockQ * kBlockK;   // P with dropout applied
@@ -251,44 +298,13 @@ TILEFLASH_TARGET void backward_tile(const BackwardTileArgs& a) {
   float* tanh_s = ds + kBlockQ * kBlockK;  // softcap only
 
   product(a.rows, kBlockK, d, a.q, pd, 1, a.k_cols, kBlockK, {p, kBlockK, false});
-  apply_logit_terms(a.logits, a.row0, a.rows, a.col0, p, tanh_s);
-  for (std::int64_t r = 0; r < a.rows; ++r) {
-    float* row = p + r * kBlockK;
-    if (a.lse[r] == kNegInf) {
-      std::fill(row, row + kBlockK, 0.0f);
-      continue;
-    }
-    const Vec shift = Vec::broadcast(a.lse[r]);
-    for (std::int64_t c = 0; c < kBlockK; c += W) (Vec::load(row + c) - shift).exp().store(row + c);
-  }
-  const float* pv = p;
-  if (a.logits.has_dropout) {
-    for (std::int64_t r = 0; r < a.rows; ++r)
-      apply_dropout(a.logits, a.row0 + r, a.col0, p + r * kBlockK, p_kept + r * kBlockK, a.logits.keep_scale);
-    pv = p_kept;
-  }
+  recompute_probabilities(a.logits, a.row0, a.rows, a.col0, a.lse, p, tanh_s);
+  const float* pv = kept_probabilities(a.logits, a.row0, a.rows, a.col0, p, p_kept);
   // dV += P_kept^T dO
   product(kBlockK, pd, a.rows, pv, 1, kBlockK, a.dout, pd, {a.dv, pd, true});
   // dP = dO V^T
   product(a.rows, kBlockK, d, a.dout, pd, 1, a.v_cols, kBlockK, {ds, kBlockK, false});
-  for (std::int64_t r = 0; r < a.rows; ++r) {
-    float* g = ds + r * kBlockK;
-    const float* pr = p + r * kBlockK;
-    const Vec delta = Vec::broadcast(a.delta[r]);
-    if (a.logits.has_dropout) {
-      // dP of the undropped P: the keep mask and 1 / (1 - p), read off P_kept / P.
-      const float* kept = p_kept + r * kBlockK;
-      for (std::int64_t c = 0; c < kBlockK; ++c) g[c] = kept[c] != 0.0f ? g[c] * a.logits.keep_scale : 0.0f;
-    }
-    for (std::int64_t c = 0; c < kBlockK; c += W) {
-      const Vec pc = Vec::load(pr + c);
-      (pc * (Vec::load(g + c) - delta)).store(g + c);
-    }
-    if (a.logits.softcap > 0.0f) {
-      const float* t = tanh_s + r * kBlockK;
-      for (std::int64_t c = 0; c < kBlockK; ++c) g[c] = pr[c] == 0.0f ? 0.0f : g[c] * (1.0f - t[c] * t[c]);
-    }
-  }
+  score_gradient(a.logits, a.rows, a.delta, p, p_kept, tanh_s, ds);
   // dK += dS^T (scale q); dQ += dS K
   product(kBlockK, pd, a.rows, ds, 1, kBlockK, a.q, pd, {a.dk, pd, true});
   product(a.rows, pd, kBlockK, ds, kBlockK, 1, a.k_rows, pd, {a.dq, pd, true});

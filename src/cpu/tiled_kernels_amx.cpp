@@ -1,8 +1,8 @@
-// The AMX kernel set: the AVX-512 kernels, plus a forward for bf16 inputs whose two
-// products (S = Q K^T and O += P V) run on AMX tiles from bf16 operands, with fp32
-// accumulation. P is rounded to bf16 for P V, the precision choice of the GPU kernels
-// (and of the same-precision attention the tests measure against); the softmax and its
-// statistics stay fp32 on AVX-512. Used only where the CPU reports AMX-BF16 and
+// The AMX kernel set: the AVX-512 kernels, plus a forward and a backward for bf16 inputs
+// whose products run on AMX tiles from bf16 operands, with fp32 accumulation. P, dS
+// are rounded to bf16 where they enter a product, the precision choice of the GPU
+// kernels (and of the same-precision attention the tests measure against); softmax,
+// statistics and dS = P (dP - delta) stay fp32 on AVX-512. Used only where the CPU reports AMX-BF16 and
 // AVX512-BF16 and Linux grants the process the tile state.
 #include <algorithm>
 #include <cmath>
@@ -138,36 +138,56 @@ TILEFLASH_TARGET inline void store_block(float* c, std::int64_t ldc) {
   _tile_stored(3, c + kTileRows * ldc + 16, stride);
 }
 
-// s (kBlockQ x kBlockK, fp32) = Q K^T over the padded head dimension.
-TILEFLASH_TARGET void scores(const std::uint16_t* q, const std::uint16_t* k_pairs, std::int64_t pd, float* s) {
-  const std::int64_t q_stride = pd * 2, k_stride = kBlockK * 2 * 2;
+// C (m x n, fp32) (+)= A B: A (m x depth) bf16 rows of stride lda, B (depth x n) as
+// pairs (depth / 2, n, 2), C rows of stride ldc. m, n and depth are multiples of 32.
+TILEFLASH_TARGET void multiply(std::int64_t m, std::int64_t n, std::int64_t depth, const std::uint16_t* a,
+                               std::int64_t lda, const std::uint16_t* b_pairs, float* c, std::int64_t ldc,
+                               bool accumulate) {
+  const std::int64_t a_stride = lda * 2, b_stride = n * 2 * 2;
   compiler_barrier();
-  for (std::int64_t i = 0; i < kBlockQ; i += kBlock)
-    for (std::int64_t j = 0; j < kBlockK; j += kBlock) {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      for (std::int64_t t = 0; t < pd; t += kBlock)
-        multiply_step(q + i * pd + t, q_stride, k_pairs + (t / 2) * kBlockK * 2 + j * 2, k_stride);
-      store_block(s + i * kBlockK + j, kBlockK);
+  for (std::int64_t i = 0; i < m; i += kBlock)
+    for (std::int64_t j = 0; j < n; j += kBlock) {
+      if (accumulate) {
+        load_block(c + i * ldc + j, ldc);
+      } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      }
+      for (std::int64_t t = 0; t < depth; t += kBlock)
+        multiply_step(a + i * lda + t, a_stride, b_pairs + (t / 2) * n * 2 + j * 2, b_stride);
+      store_block(c + i * ldc + j, ldc);
     }
   compiler_barrier();
 }
 
-// out (kBlockQ x pd, fp32) += P V over the kBlockK keys.
-TILEFLASH_TARGET void accumulate_pv(const std::uint16_t* p, const std::uint16_t* v_pairs, std::int64_t pd,
-                                    float* out) {
-  const std::int64_t p_stride = kBlockK * 2, v_stride = pd * 2 * 2;
-  compiler_barrier();
-  for (std::int64_t i = 0; i < kBlockQ; i += kBlock)
-    for (std::int64_t j = 0; j < pd; j += kBlock) {
-      load_block(out + i * pd + j, pd);
-      for (std::int64_t t = 0; t < kBlockK; t += kBlock)
-        multiply_step(p + i * kBlockK + t, p_stride, v_pairs + (t / 2) * pd * 2 + j * 2, v_stride);
-      store_block(out + i * pd + j, pd);
+// Rows [0, kBlockQ) of an fp32 (kBlockQ x kBlockK) tile rounded to bf16, row-major.
+TILEFLASH_TARGET void round_rows(const float* x, std::uint16_t* rows) {
+  for (std::int64_t i = 0; i < kBlockQ * kBlockK; i += Vec::width) {
+    const __m256bh rounded = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
+    std::memcpy(rows + i, &rounded, sizeof(rounded));
+  }
+}
+
+// The same tile rounded to bf16 as pairs of rows (kBlockQ / 2, kBlockK, 2): the B operand
+// of a product whose depth runs over the query rows.
+TILEFLASH_TARGET void round_row_pairs(const float* x, std::uint16_t* pairs) {
+  // Lane 2k takes element k of the even row, lane 2k + 1 element k of the odd row.
+  alignas(64) std::uint16_t order[32];
+  for (int k = 0; k < 16; ++k) {
+    order[2 * k] = static_cast<std::uint16_t>(k);
+    order[2 * k + 1] = static_cast<std::uint16_t>(k + 16);
+  }
+  const __m512i interleave = _mm512_load_si512(order);
+  for (std::int64_t r = 0; r < kBlockQ; r += 2)
+    for (std::int64_t c = 0; c < kBlockK; c += 16) {
+      const __m512bh both = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + (r + 1) * kBlockK + c),
+                                                _mm512_loadu_ps(x + r * kBlockK + c));
+      __m512i bits;
+      std::memcpy(&bits, &both, sizeof(bits));
+      _mm512_storeu_si512(pairs + r * kBlockK + 2 * c, _mm512_permutexvar_epi16(interleave, bits));
     }
-  compiler_barrier();
 }
 
 TILEFLASH_TARGET void forward_tile_bf16(const ForwardTileBf16Args& a) {
@@ -183,7 +203,7 @@ TILEFLASH_TARGET void forward_tile_bf16(const ForwardTileBf16Args& a) {
   configure_tiles();
   const KeyTileRange tiles = key_tiles_of(a.logits.mask, a.row0, a.rows);
   for (std::int64_t kt = tiles.begin; kt < tiles.end; ++kt) {
-    scores(a.q, a.k_pairs + kt * pd * kBlockK, pd, s);
+    multiply(kBlockQ, kBlockK, pd, a.q, pd, a.k_pairs + kt * pd * kBlockK, s, kBlockK, false);
     for (std::int64_t r = 0; r < a.rows; ++r)
       for (std::int64_t c = 0; c < kBlockK; c += W) (Vec::load(s + r * kBlockK + c) * scale).store(s + r * kBlockK + c);
     softmax_step(a.logits, a.row0, a.rows, kt * kBlockK, s, st);
@@ -197,11 +217,49 @@ TILEFLASH_TARGET void forward_tile_bf16(const ForwardTileBf16Args& a) {
       const Vec factor = Vec::broadcast(st.rescale[r]);
       for (std::int64_t c = 0; c < pd; c += W) (Vec::load(a.out + r * pd + c) * factor).store(a.out + r * pd + c);
     }
-    accumulate_pv(p, a.v_pairs + kt * kBlockK * pd, pd, a.out);
+    multiply(kBlockQ, pd, kBlockK, p, kBlockK, a.v_pairs + kt * kBlockK * pd, a.out, pd, true);
   }
   // Lets the OS skip saving the tile registers when this thread is switched out.
   _tile_release();
   finish_softmax(a.logits, a.rows, pd, st, a.out, a.lse);
+}
+
+TILEFLASH_TARGET void backward_tile_bf16(const BackwardTileBf16Args& a) {
+  constexpr int W = Vec::width;
+  constexpr std::int64_t tile = kBlockQ * kBlockK;
+  const std::int64_t pd = a.padded_dim;
+  float* p = a.scratch;       // S, then P
+  float* p_kept = p + tile;   // P with dropout applied
+  float* ds = p_kept + tile;  // dP, then dS
+  float* tanh_s = ds + tile;  // softcap only
+  auto* p_pairs = reinterpret_cast<std::uint16_t*>(a.scratch + kBackwardScratchFloats);
+  std::uint16_t* ds_pairs = p_pairs + tile;
+  std::uint16_t* ds_rows = ds_pairs + tile;
+  float* dq = a.scratch + kBackwardScratchFloats + 3 * tile / 2;  // (kBlockQ, pd)
+
+  configure_tiles();
+  multiply(kBlockQ, kBlockK, pd, a.q, pd, a.k_pairs, p, kBlockK, false);
+  const Vec scale = Vec::broadcast(a.scale);
+  for (std::int64_t i = 0; i < a.rows * kBlockK; i += W) (Vec::load(p + i) * scale).store(p + i);
+  recompute_probabilities(a.logits, a.row0, a.rows, a.col0, a.lse, p, tanh_s);
+  // Rows past a.rows enter the products over the query rows: they must be zeros.
+  std::fill(p + a.rows * kBlockK, p + tile, 0.0f);
+  const float* pv = kept_probabilities(a.logits, a.row0, a.rows, a.col0, p, p_kept);
+  if (pv == p_kept) std::fill(p_kept + a.rows * kBlockK, p_kept + tile, 0.0f);
+  round_row_pairs(pv, p_pairs);
+  // dV^T += dO^T P_kept
+  multiply(pd, kBlockK, kBlockQ, a.dout_t, kBlockQ, p_pairs, a.dv_t, kBlockK, true);
+  // dP = dO V^T
+  multiply(kBlockQ, kBlockK, pd, a.dout, pd, a.v_pairs, ds, kBlockK, false);
+  score_gradient(a.logits, a.rows, a.delta, p, p_kept, tanh_s, ds);
+  std::fill(ds + a.rows * kBlockK, ds + tile, 0.0f);
+  round_row_pairs(ds, ds_pairs);
+  round_rows(ds, ds_rows);
+  // dK^T += Q^T dS; dQ = dS K, added to the caller's rows (its buffer ends at a.rows)
+  multiply(pd, kBlockK, kBlockQ, a.q_t, kBlockQ, ds_pairs, a.dk_t, kBlockK, true);
+  multiply(kBlockQ, pd, kBlockK, ds_rows, kBlockK, a.k_key_pairs, dq, pd, false);
+  _tile_release();
+  for (std::int64_t i = 0; i < a.rows * pd; i += W) (Vec::load(a.dq + i) + Vec::load(dq + i)).store(a.dq + i);
 }
 
 #undef TILEFLASH_TARGET
@@ -238,7 +296,8 @@ bool amx_usable() {
 
 const KernelSet& amx_kernels() {
 #if defined(TILEFLASH_HAVE_AMX_KERNELS)
-  static const KernelSet set{"amx", amx::Vec::width, amx::forward_tile, amx::backward_tile, amx::forward_tile_bf16};
+  static const KernelSet set{"amx",         amx::Vec::width,           amx::forward_tile,
+                             amx::backward_tile, amx::forward_tile_bf16, amx::backward_tile_bf16};
   return set;
 #else
   return avx512_kernels();
