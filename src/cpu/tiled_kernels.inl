@@ -162,6 +162,15 @@ struct SoftmaxState {
   }
 };
 
+// With st.shift set from the new maxima: st.rescale, and the normalisers rescaled.
+TILEFLASH_TARGET void rescale_statistics(const SoftmaxState& st) {
+  for (std::int64_t r = 0; r < kBlockQ; r += Vec::width) {
+    const Vec factor = (Vec::load(st.row_max + r) - Vec::load(st.shift + r)).exp();
+    factor.store(st.rescale + r);
+    (Vec::load(st.row_sum + r) * factor).store(st.row_sum + r);
+  }
+}
+
 // Turns the scaled products s of key tile col0 into unnormalised probabilities (dropout
 // applied, 1 / (1 - p) not yet) and updates the statistics; fills st.rescale for every
 // one of the kBlockQ rows.
@@ -179,11 +188,7 @@ TILEFLASH_TARGET void softmax_step(const Logits& lg, std::int64_t row0, std::int
     st.new_max[r] = std::max(st.row_max[r], vmax.reduce_max());
     st.shift[r] = st.new_max[r] == kNegInf ? 0.0f : st.new_max[r];
   }
-  for (std::int64_t r = 0; r < kBlockQ; r += W) {
-    const Vec factor = (Vec::load(st.row_max + r) - Vec::load(st.shift + r)).exp();
-    factor.store(st.rescale + r);
-    (Vec::load(st.row_sum + r) * factor).store(st.row_sum + r);
-  }
+  rescale_statistics(st);
   for (std::int64_t r = 0; r < rows; ++r) {
     float* row = s + r * kBlockK;
     const Vec vshift = Vec::broadcast(st.shift[r]);

@@ -190,28 +190,64 @@ TILEFLASH_TARGET void round_row_pairs(const float* x, std::uint16_t* pairs) {
     }
 }
 
+// softmax_step for a tile of unscaled products that needs no logit term, mask or dropout
+// (most tiles): the scale rides on the exponent's argument (exp(scale s - max), max taken
+// over the unscaled products, scale > 0), and P goes to bf16 straight from the exp.
+TILEFLASH_TARGET void plain_softmax_step(std::int64_t rows, float scale, const float* s, std::uint16_t* p,
+                                         const SoftmaxState& st) {
+  constexpr int W = Vec::width;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = s + r * kBlockK;
+    Vec vmax = Vec::load(row);
+    for (std::int64_t c = W; c < kBlockK; c += W) vmax = max(vmax, Vec::load(row + c));
+    st.new_max[r] = std::max(st.row_max[r], vmax.reduce_max() * scale);
+    st.shift[r] = st.new_max[r];
+  }
+  rescale_statistics(st);
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = s + r * kBlockK;
+    const __m512 vshift = _mm512_set1_ps(st.shift[r]);
+    Vec vsum = Vec::zero();
+    for (std::int64_t c = 0; c < kBlockK; c += W) {
+      const Vec e = Vec{_mm512_fmsub_ps(_mm512_loadu_ps(row + c), vscale, vshift)}.exp();
+      vsum = vsum + e;
+      const __m256bh rounded = _mm512_cvtneps_pbh(e.v);
+      std::memcpy(p + r * kBlockK + c, &rounded, sizeof(rounded));
+    }
+    st.row_sum[r] += vsum.reduce_add();
+    st.row_max[r] = st.new_max[r];
+  }
+}
+
 TILEFLASH_TARGET void forward_tile_bf16(const ForwardTileBf16Args& a) {
   constexpr int W = Vec::width;
   const std::int64_t pd = a.padded_dim;
+  const Logits& lg = a.logits;
   float* s = a.scratch;
   const SoftmaxState st(s + kBlockQ * kBlockK);
   auto* p = reinterpret_cast<std::uint16_t*>(a.scratch + kForwardScratchFloats);
-  // Rows past a.rows are carried through the products (their Q rows are zero, so their
-  // scores and probabilities are 0 and their O stays 0) and never read back.
+  // Rows past a.rows are carried through P V as zeros (their O stays 0 and is never read).
   std::fill(a.out, a.out + kBlockQ * pd, 0.0f);
+  std::fill(p + a.rows * kBlockK, p + kBlockQ * kBlockK, std::uint16_t{0});
+  const bool no_terms = lg.softcap <= 0.0f && !lg.bias.defined() && !lg.has_alibi && !lg.has_dropout && a.scale > 0.0f;
   const Vec scale = Vec::broadcast(a.scale);
   configure_tiles();
-  const KeyTileRange tiles = key_tiles_of(a.logits.mask, a.row0, a.rows);
+  const KeyTileRange tiles = key_tiles_of(lg.mask, a.row0, a.rows);
   for (std::int64_t kt = tiles.begin; kt < tiles.end; ++kt) {
+    const std::int64_t col0 = kt * kBlockK;
     multiply(kBlockQ, kBlockK, pd, a.q, pd, a.k_pairs + kt * pd * kBlockK, s, kBlockK, false);
-    for (std::int64_t r = 0; r < a.rows; ++r)
-      for (std::int64_t c = 0; c < kBlockK; c += W) (Vec::load(s + r * kBlockK + c) * scale).store(s + r * kBlockK + c);
-    softmax_step(a.logits, a.row0, a.rows, kt * kBlockK, s, st);
-    for (std::int64_t r = 0; r < kBlockQ; ++r) {
-      for (std::int64_t c = 0; c < kBlockK; c += W) {
-        const __m256bh rounded = _mm512_cvtneps_pbh(_mm512_loadu_ps(s + r * kBlockK + c));
-        std::memcpy(p + r * kBlockK + c, &rounded, sizeof(rounded));
+    if (no_terms && tile_inside_band(lg.mask, a.row0, a.rows, col0)) {
+      plain_softmax_step(a.rows, a.scale, s, p, st);
+    } else {
+      for (std::int64_t i = 0; i < a.rows * kBlockK; i += W) (Vec::load(s + i) * scale).store(s + i);
+      softmax_step(lg, a.row0, a.rows, col0, s, st);
+      for (std::int64_t i = 0; i < a.rows * kBlockK; i += W) {
+        const __m256bh rounded = _mm512_cvtneps_pbh(_mm512_loadu_ps(s + i));
+        std::memcpy(p + i, &rounded, sizeof(rounded));
       }
+    }
+    for (std::int64_t r = 0; r < kBlockQ; ++r) {
       // Once a row's maximum settles its factor is exactly 1.
       if (st.rescale[r] == 1.0f) continue;
       const Vec factor = Vec::broadcast(st.rescale[r]);
@@ -221,7 +257,7 @@ TILEFLASH_TARGET void forward_tile_bf16(const ForwardTileBf16Args& a) {
   }
   // Lets the OS skip saving the tile registers when this thread is switched out.
   _tile_release();
-  finish_softmax(a.logits, a.rows, pd, st, a.out, a.lse);
+  finish_softmax(lg, a.rows, pd, st, a.out, a.lse);
 }
 
 TILEFLASH_TARGET void backward_tile_bf16(const BackwardTileBf16Args& a) {
