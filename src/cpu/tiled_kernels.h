@@ -13,8 +13,8 @@
 namespace tileflash::cpu::tiled {
 
 // Query rows and key columns per tile: multiples of every kernel set's register block
-// (4, 6 and 12 rows; 4, 16 and 32 columns) so that full tiles need no remainder blocks,
-// and of 4 (one Philox call covers four columns). A thread's tiles stay within L2.
+// (4, 6 and 12 rows; 4, 16 and 32 columns; AMX's 32 x 32) so that full tiles need no
+// remainder blocks, and of 4 (one Philox call covers four columns). A thread's tiles stay within L2.
 inline constexpr std::int64_t kBlockQ = 96;
 inline constexpr std::int64_t kBlockK = 96;
 
