@@ -104,33 +104,6 @@ int backward_variant(int tile, int limit, std::int64_t seq_q) {
   return -1;
 }
 
-std::string gradient_misaligned(const char* name, const TensorView& t) {
-  constexpr std::int64_t kVectorBytes = 16;  // cp.async and the vector stores of dQ
-  const std::int64_t elements_per_vector = kVectorBytes / static_cast<std::int64_t>(dtype_size(t.dtype));
-  if (reinterpret_cast<std::uintptr_t>(t.data) % kVectorBytes != 0)
-    return std::string(name) + ": the cuda kernels need a 16-byte aligned data pointer";
-  for (int d = 0; d + 1 < t.rank; ++d)
-    if (t.shape[d] > 1 && t.stride[d] % elements_per_vector != 0)
-      return std::string(name) + ": the cuda kernels need every stride to be a multiple of " +
-             std::to_string(elements_per_vector) + " elements (16 bytes); dimension " + std::to_string(d) +
-             " has stride " + std::to_string(t.stride[d]);
-  return {};
-}
-
-SequenceTensor gradient_tensor(const TensorView& t, bool varlen) {
-  SequenceTensor s;
-  s.data = t.data;
-  if (varlen) {
-    s.row_stride = t.stride[0];
-    s.head_stride = t.stride[1];
-  } else {
-    s.batch_stride = t.stride[0];
-    s.row_stride = t.stride[1];
-    s.head_stride = t.stride[2];
-  }
-  return s;
-}
-
 }  // namespace
 
 std::string backward_unsupported_reason(const BackwardParams& params, const detail::Problem& problem) {
@@ -150,7 +123,7 @@ std::string backward_unsupported_reason(const BackwardParams& params, const deta
   if (!reason.empty()) return reason;
   for (const auto& [name, t] : {std::pair{"dout", &params.dout}, std::pair{"dq", &params.dq},
                                 std::pair{"dk", &params.dk}, std::pair{"dv", &params.dv}}) {
-    reason = gradient_misaligned(name, *t);
+    reason = misaligned_reason(name, *t);
     if (!reason.empty()) return reason;
   }
   const int limit = shared_memory_limit(params.q.device_index, reason);
@@ -167,10 +140,10 @@ void run_backward(const BackwardParams& params, const detail::Problem& problem, 
   check_device_seqlens(params, problem, stream);
   BackwardKernelParams p;
   p.attn = make_attention_args(params, problem);
-  p.dout = gradient_tensor(params.dout, problem.varlen);
-  p.dq = gradient_tensor(params.dq, problem.varlen);
-  p.dk = gradient_tensor(params.dk, problem.varlen);
-  p.dv = gradient_tensor(params.dv, problem.varlen);
+  p.dout = sequence_tensor(params.dout, problem.varlen);
+  p.dq = sequence_tensor(params.dq, problem.varlen);
+  p.dk = sequence_tensor(params.dk, problem.varlen);
+  p.dv = sequence_tensor(params.dv, problem.varlen);
   p.rows_q = problem.varlen ? problem.total_q : problem.batch * problem.seq_q;
   p.rows_k = problem.varlen ? problem.total_k : problem.batch * problem.seq_k;
   p.deterministic = params.deterministic;

@@ -18,9 +18,28 @@
 namespace tileflash::cuda::sm80 {
 namespace {
 
+void check_offsets(const char* name, const std::vector<std::int32_t>& offsets, std::int64_t total,
+                   std::int64_t max_len) {
+  if (offsets[0] != 0) throw Error(name, "must start at 0, got " + std::to_string(offsets[0]));
+  for (std::size_t b = 0; b + 1 < offsets.size(); ++b) {
+    const std::int64_t len = static_cast<std::int64_t>(offsets[b + 1]) - offsets[b];
+    if (len < 0)
+      throw Error(name, "offsets must be non-decreasing (entry " + std::to_string(b + 1) + " is smaller than entry " +
+                            std::to_string(b) + ")");
+    if (len > max_len)
+      throw Error(name, "a sequence of length " + std::to_string(len) + " exceeds the given max_seqlen " +
+                            std::to_string(max_len));
+  }
+  if (offsets.back() > total)
+    throw Error(name, "last offset " + std::to_string(offsets.back()) + " exceeds the packed length " +
+                          std::to_string(total));
+}
+
+}  // namespace
+
 constexpr std::uintptr_t kVectorBytes = 16;  // one cp.async / vector store
 
-std::string misaligned(const char* name, const TensorView& t) {
+std::string misaligned_reason(const char* name, const TensorView& t) {
   const std::int64_t elements_per_vector = static_cast<std::int64_t>(kVectorBytes / dtype_size(t.dtype));
   if (reinterpret_cast<std::uintptr_t>(t.data) % kVectorBytes != 0)
     return std::string(name) + ": the cuda kernels need a 16-byte aligned data pointer";
@@ -45,25 +64,6 @@ SequenceTensor sequence_tensor(const TensorView& t, bool varlen) {
   }
   return s;
 }
-
-void check_offsets(const char* name, const std::vector<std::int32_t>& offsets, std::int64_t total,
-                   std::int64_t max_len) {
-  if (offsets[0] != 0) throw Error(name, "must start at 0, got " + std::to_string(offsets[0]));
-  for (std::size_t b = 0; b + 1 < offsets.size(); ++b) {
-    const std::int64_t len = static_cast<std::int64_t>(offsets[b + 1]) - offsets[b];
-    if (len < 0)
-      throw Error(name, "offsets must be non-decreasing (entry " + std::to_string(b + 1) + " is smaller than entry " +
-                            std::to_string(b) + ")");
-    if (len > max_len)
-      throw Error(name, "a sequence of length " + std::to_string(len) + " exceeds the given max_seqlen " +
-                            std::to_string(max_len));
-  }
-  if (offsets.back() > total)
-    throw Error(name, "last offset " + std::to_string(offsets.back()) + " exceeds the packed length " +
-                          std::to_string(total));
-}
-
-}  // namespace
 
 void check_cuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw RuntimeError(std::string("tileflash: ") + what + ": " + cudaGetErrorString(status));
@@ -90,7 +90,7 @@ std::string alignment_unsupported_reason(const ForwardParams& params, const deta
     return "q: the cuda kernels need head_dim to be a multiple of 8, got " + std::to_string(problem.head_dim);
   for (const auto& [name, t] : {std::pair{"q", &params.q}, std::pair{"k", &params.k}, std::pair{"v", &params.v},
                                 std::pair{"out", &params.out}}) {
-    std::string reason = misaligned(name, *t);
+    std::string reason = misaligned_reason(name, *t);
     if (!reason.empty()) return reason;
   }
   return {};

@@ -51,6 +51,13 @@ struct AttentionArgs {
   }
 };
 
+// Empty when one tensor suits the vectorised kernels (16-byte aligned base pointer and
+// strides), else the reason naming it.
+std::string misaligned_reason(const char* name, const TensorView& t);
+
+// The strides of a (batch, seq, heads, head_dim) or packed (total, heads, head_dim) view.
+SequenceTensor sequence_tensor(const TensorView& t, bool varlen);
+
 // Empty when the tensors suit the vectorised kernels (16-byte aligned bases and row
 // strides, head_dim a multiple of 8), else the reason naming the argument.
 std::string alignment_unsupported_reason(const ForwardParams& params, const detail::Problem& problem);
