@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/attention_case.h"
+#include "gpu/feature_cases.h"
 #include "gpu/gpu_util.h"
 #include "tileflash/attention.h"
 #include "tileflash/error.h"
@@ -96,18 +97,6 @@ void expect_gpu_backward_matches_reference(const CaseConfig& config, std::uint64
     EXPECT_TRUE(within_tolerance(name, *got, *base, *ref, config.dtype)) << config.describe();
 }
 
-CaseConfig base_config(DType dtype, std::int64_t head_dim) {
-  CaseConfig c;
-  c.dtype = dtype;
-  c.head_dim = head_dim;
-  c.batch = 2;
-  c.heads_q = 3;
-  c.heads_kv = 3;
-  c.seq_q = 37;
-  c.seq_k = 577;
-  return c;
-}
-
 TEST(CudaBackward, ShapeGrid) {
   SKIP_WITHOUT_GPU();
   const std::int64_t head_dims[] = {8, 40, 64, 80, 96, 128, 160, 192, 200, 256};
@@ -116,7 +105,7 @@ TEST(CudaBackward, ShapeGrid) {
   for (DType dtype : {DType::bfloat16, DType::float16})
     for (std::size_t i = 0; i < std::size(head_dims); ++i)
       for (bool causal : {false, true}) {
-        CaseConfig c = base_config(dtype, head_dims[i]);
+        CaseConfig c = gpu::base_case(dtype, head_dims[i]);
         const auto [seq_q, seq_k] = seqs[(i + (causal ? 3 : 0)) % std::size(seqs)];
         c.seq_q = seq_q;
         c.seq_k = seq_k;
@@ -131,55 +120,20 @@ TEST(CudaBackward, EveryFeature) {
   std::uint64_t seed = 1200;
   for (DType dtype : {DType::bfloat16, DType::float16})
     for (std::int64_t head_dim : {64, 80, 128, 256}) {
-      const CaseConfig base = base_config(dtype, head_dim);
-      std::vector<CaseConfig> cases;
+      const CaseConfig base = gpu::base_case(dtype, head_dim);
+      std::vector<CaseConfig> cases = gpu::shared_feature_cases(base);
       auto add = [&](auto change) {
         CaseConfig c = base;
         change(c);
         cases.push_back(c);
       };
-      add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.causal = true; });
-      add([](CaseConfig& c) { c.seq_q = 577; c.seq_k = 300; c.causal = true; });  // rows with no key: zero gradients
-      add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.window_left = 50; c.window_right = 10; });
-      add([](CaseConfig& c) { c.seq_q = 200; c.seq_k = 577; c.window_left = 70; c.causal = true; });
       add([](CaseConfig& c) { c.seq_q = 300; c.seq_k = 1000; c.window_left = 0; c.window_right = 0; });  // keys no row sees
-      add([](CaseConfig& c) { c.bias = CaseConfig::Bias::full; });
-      add([&](CaseConfig& c) { c.bias = CaseConfig::Bias::per_head; c.bias_dtype = dtype; c.causal = true; });
-      add([](CaseConfig& c) { c.bias = CaseConfig::Bias::per_batch; c.seq_q = 100; });
-      add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_head; c.causal = true; });
-      add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_batch_head; });
-      add([](CaseConfig& c) { c.softcap = 5.0f; c.input_stddev = 3.0; });
-      add([](CaseConfig& c) { c.dropout_p = 0.17f; c.dropout_seed = 12345; c.dropout_offset = 0x100000007ull; });
       add([](CaseConfig& c) { c.dropout_p = 0.5f; c.dropout_seed = 99; c.causal = true; c.seq_q = 300; c.seq_k = 300; });
-      add([](CaseConfig& c) { c.heads_q = 8; c.heads_kv = 2; c.causal = true; });
       add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; c.seq_q = 1000; c.seq_k = 129; });
-      add([](CaseConfig& c) { c.heads_first = true; c.seq_q = 129; });
-      add([](CaseConfig& c) { c.softmax_scale = -0.3f; });
       // Large logits. A recomputing backward takes P = exp(s - lse) from an fp32 S whose
       // rounding depends on the summation order (|s| ~ 1e4: ulp ~ 1e-3); with fp16's finer
       // mantissa that alone exceeds the tolerance for P near 1, so fp16 stops at |s| ~ 1e3.
       add([&](CaseConfig& c) { c.input_stddev = dtype == DType::float16 ? 10.0 : 30.0; c.seq_q = 100; });
-      add([](CaseConfig& c) { c.seqlens_q = {37, 0, 577, 1, 100}; c.seqlens_k = {577, 5, 37, 0, 100}; });
-      add([](CaseConfig& c) {
-        c.seqlens_q = {300, 1, 64};
-        c.seqlens_k = {257, 33, 64};
-        c.causal = true;
-        c.heads_first = true;
-      });
-      add([&](CaseConfig& c) {  // everything at once
-        c.seqlens_q = {129, 77, 1};
-        c.seqlens_k = {200, 77, 40};
-        c.heads_q = 6;
-        c.heads_kv = 2;
-        c.causal = true;
-        c.window_left = 90;
-        c.bias = CaseConfig::Bias::full;
-        c.bias_dtype = dtype;
-        c.alibi = CaseConfig::Alibi::per_head;
-        c.softcap = 8.0f;
-        c.dropout_p = 0.3f;
-        c.dropout_seed = 7;
-      });
       for (const CaseConfig& c : cases) expect_gpu_backward_matches_reference(c, ++seed);
     }
 }
@@ -190,7 +144,7 @@ TEST(CudaBackward, DeterministicIsBitwiseReproducible) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 1300;
   for (DType dtype : {DType::bfloat16, DType::float16}) {
-    CaseConfig config = base_config(dtype, 128);
+    CaseConfig config = gpu::base_case(dtype, 128);
     config.seq_q = 1000;
     config.seq_k = 1000;
     config.heads_q = 4;
@@ -217,7 +171,7 @@ TEST(CudaBackward, DeterministicIsBitwiseReproducible) {
     }
   }
   // And deterministic mode is as accurate as the fast one, varlen and GQA included.
-  CaseConfig config = base_config(DType::bfloat16, 64);
+  CaseConfig config = gpu::base_case(DType::bfloat16, 64);
   config.seqlens_q = {700, 3, 300};
   config.seqlens_k = {500, 300, 900};
   config.heads_q = 4;
@@ -253,19 +207,19 @@ TEST(CudaBackward, UnsupportedInputsRaiseError) {
     }
   };
   {
-    CaseConfig config = base_config(DType::float32, 64);
+    CaseConfig config = gpu::base_case(DType::float32, 64);
     AttentionCase c(config, 1);
     AttentionOutputs o = c.new_outputs();
     expect_refused(c.backward_params(o, Backend::cuda), "q");  // fp32 on cuda
   }
   {
-    CaseConfig config = base_config(DType::bfloat16, 36);  // not a multiple of 8
+    CaseConfig config = gpu::base_case(DType::bfloat16, 36);  // not a multiple of 8
     AttentionCase c(config, 2);
     AttentionOutputs o = c.new_outputs();
     expect_refused(c.backward_params(o, Backend::cuda), "q");
   }
   {
-    CaseConfig config = base_config(DType::bfloat16, 64);
+    CaseConfig config = gpu::base_case(DType::bfloat16, 64);
     AttentionCase c(config, 3);
     AttentionOutputs o = c.new_outputs();
     BackwardParams p = c.backward_params(o, Backend::cuda);
@@ -307,7 +261,7 @@ TEST(CudaBackward, SmallSharedMemoryVariants) {
     std::size_t shape = 0;
     for (std::int64_t head_dim : {40, 64, 96, 128, 160, 192, 256})
       for (bool causal : {false, true}) {
-        CaseConfig c = base_config(shape % 2 == 0 ? DType::bfloat16 : DType::float16, head_dim);
+        CaseConfig c = gpu::base_case(shape % 2 == 0 ? DType::bfloat16 : DType::float16, head_dim);
         const auto [seq_q, seq_k] = seqs[shape++ % std::size(seqs)];
         c.seq_q = seq_q;
         c.seq_k = seq_k;
@@ -316,7 +270,7 @@ TEST(CudaBackward, SmallSharedMemoryVariants) {
         expect_gpu_backward_matches_reference(c, ++seed);
       }
     for (std::int64_t head_dim : {64, 128, 256}) {
-      CaseConfig base = base_config(DType::bfloat16, head_dim);
+      CaseConfig base = gpu::base_case(DType::bfloat16, head_dim);
       base.seq_q = 300;
       base.seq_k = 577;
       std::vector<CaseConfig> cases;
@@ -360,7 +314,7 @@ TEST(CudaBackward, SmallSharedMemoryVariants) {
 // error naming the variable.
 TEST(CudaBackward, SharedMemoryCapIsChecked) {
   SKIP_WITHOUT_GPU();
-  AttentionCase c(base_config(DType::bfloat16, 64), 1700);
+  AttentionCase c(gpu::base_case(DType::bfloat16, 64), 1700);
   AttentionOutputs o = c.new_outputs();
   const BackwardParams p = on_cuda(c.backward_params(o, Backend::cuda));
   {
@@ -386,7 +340,7 @@ TEST(CudaBackwardSanitizer, SmallGrid) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 1500;
   for (std::int64_t head_dim : {64, 128}) {
-    CaseConfig base = base_config(DType::bfloat16, head_dim);
+    CaseConfig base = gpu::base_case(DType::bfloat16, head_dim);
     base.batch = 1;
     base.seq_q = 77;
     base.seq_k = 200;

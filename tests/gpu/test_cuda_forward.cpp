@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/attention_case.h"
+#include "gpu/feature_cases.h"
 #include "gpu/gpu_util.h"
 #include "tileflash/attention.h"
 
@@ -55,18 +56,6 @@ void expect_gpu_matches_reference(const CaseConfig& config, std::uint64_t seed) 
     EXPECT_TRUE(within_tolerance("lse", result.lse, baseline.lse, reference.lse, DType::float32)) << config.describe();
 }
 
-CaseConfig base_config(DType dtype, std::int64_t head_dim) {
-  CaseConfig c;
-  c.dtype = dtype;
-  c.head_dim = head_dim;
-  c.batch = 2;
-  c.heads_q = 3;
-  c.heads_kv = 3;
-  c.seq_q = 37;
-  c.seq_k = 577;
-  return c;
-}
-
 TEST(CudaForward, ShapeGrid) {
   SKIP_WITHOUT_GPU();
   const std::int64_t head_dims[] = {8, 40, 64, 80, 96, 128, 200, 256};
@@ -75,7 +64,7 @@ TEST(CudaForward, ShapeGrid) {
   for (DType dtype : {DType::bfloat16, DType::float16})
     for (std::size_t i = 0; i < std::size(head_dims); ++i)
       for (bool causal : {false, true}) {
-        CaseConfig c = base_config(dtype, head_dims[i]);
+        CaseConfig c = gpu::base_case(dtype, head_dims[i]);
         const auto [seq_q, seq_k] = seqs[(i + (causal ? 3 : 0)) % std::size(seqs)];
         c.seq_q = seq_q;
         c.seq_k = seq_k;
@@ -90,57 +79,22 @@ TEST(CudaForward, EveryFeature) {
   std::uint64_t seed = 200;
   for (DType dtype : {DType::bfloat16, DType::float16})
     for (std::int64_t head_dim : {64, 80, 128}) {
-      const CaseConfig base = base_config(dtype, head_dim);
-      std::vector<CaseConfig> cases;
+      const CaseConfig base = gpu::base_case(dtype, head_dim);
+      std::vector<CaseConfig> cases = gpu::shared_feature_cases(base);
       auto add = [&](auto change) {
         CaseConfig c = base;
         change(c);
         cases.push_back(c);
       };
-      add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.causal = true; });
-      add([](CaseConfig& c) { c.seq_q = 577; c.seq_k = 300; c.causal = true; });  // rows with no key: out 0, lse -inf
-      add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.window_left = 50; c.window_right = 10; });
-      add([](CaseConfig& c) { c.seq_q = 200; c.seq_k = 577; c.window_left = 70; c.causal = true; });
       add([](CaseConfig& c) { c.window_right = 0; c.window_left = 0; });
-      add([](CaseConfig& c) { c.bias = CaseConfig::Bias::full; });
-      add([&](CaseConfig& c) { c.bias = CaseConfig::Bias::per_head; c.bias_dtype = dtype; c.causal = true; });
-      add([](CaseConfig& c) { c.bias = CaseConfig::Bias::per_batch; c.seq_q = 100; });
-      add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_head; c.causal = true; });
-      add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_batch_head; });
-      add([](CaseConfig& c) { c.softcap = 5.0f; c.input_stddev = 3.0; });
-      add([](CaseConfig& c) { c.dropout_p = 0.17f; c.dropout_seed = 12345; c.dropout_offset = 0x100000007ull; });
-      add([](CaseConfig& c) { c.heads_q = 8; c.heads_kv = 2; c.causal = true; });
       add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; });
-      add([](CaseConfig& c) { c.heads_first = true; c.seq_q = 129; });
       add([](CaseConfig& c) { c.with_lse = false; });
-      add([](CaseConfig& c) { c.softmax_scale = -0.3f; });
       // Large logits (~1e3 in bf16). In fp16 the fp32 sums of q.k then carry absolute
       // errors near 1e-3, which the same-precision baseline meets only by the luck of its
       // summation order, so fp16 takes logits ~1e2.
       add([&](CaseConfig& c) {
         c.input_stddev = dtype == DType::bfloat16 ? 30.0 : 8.0;
         c.seq_q = 100;
-      });
-      add([](CaseConfig& c) { c.seqlens_q = {37, 0, 577, 1, 100}; c.seqlens_k = {577, 5, 37, 0, 100}; });
-      add([](CaseConfig& c) {
-        c.seqlens_q = {300, 1, 64};
-        c.seqlens_k = {257, 33, 64};
-        c.causal = true;
-        c.heads_first = true;
-      });
-      add([&](CaseConfig& c) {  // everything at once
-        c.seqlens_q = {129, 77, 1};
-        c.seqlens_k = {200, 77, 40};
-        c.heads_q = 6;
-        c.heads_kv = 2;
-        c.causal = true;
-        c.window_left = 90;
-        c.bias = CaseConfig::Bias::full;
-        c.bias_dtype = dtype;
-        c.alibi = CaseConfig::Alibi::per_head;
-        c.softcap = 8.0f;
-        c.dropout_p = 0.3f;
-        c.dropout_seed = 7;
       });
       for (const CaseConfig& c : cases) expect_gpu_matches_reference(c, ++seed);
     }
@@ -157,7 +111,7 @@ TEST(CudaForward, SmallerSharedMemoryTiles) {
     for (DType dtype : {DType::bfloat16, DType::float16})
       for (std::int64_t head_dim : {40, 64, 80, 128, 200, 256})
         for (bool causal : {false, true}) {
-          CaseConfig c = base_config(dtype, head_dim);
+          CaseConfig c = gpu::base_case(dtype, head_dim);
           c.seq_q = causal ? 577 : 129;
           c.seq_k = causal ? 1000 : 577;
           c.causal = causal;
@@ -172,7 +126,7 @@ TEST(CudaForward, SmallerSharedMemoryTiles) {
 TEST(CudaForward, DropoutMaskIsBitIdenticalToCpu) {
   SKIP_WITHOUT_GPU();
   for (std::int64_t head_dim : {64, 128}) {
-    CaseConfig config = base_config(DType::bfloat16, head_dim);
+    CaseConfig config = gpu::base_case(DType::bfloat16, head_dim);
     config.seq_q = 301;
     config.seq_k = head_dim;
     config.input_stddev = 0.1;  // every P entry far above zero
@@ -204,7 +158,7 @@ TEST(CudaForward, DropoutMaskIsBitIdenticalToCpu) {
 
 TEST(CudaForward, RunsAreBitwiseRepeatable) {
   SKIP_WITHOUT_GPU();
-  CaseConfig config = base_config(DType::bfloat16, 128);
+  CaseConfig config = gpu::base_case(DType::bfloat16, 128);
   config.causal = true;
   config.dropout_p = 0.1f;
   AttentionCase c(config, 400);
@@ -229,7 +183,7 @@ std::string error_argument(const ForwardParams& host) {
 
 TEST(CudaForward, RefusesWhatItCannotRun) {
   SKIP_WITHOUT_GPU();
-  CaseConfig config = base_config(DType::float32, 64);
+  CaseConfig config = gpu::base_case(DType::float32, 64);
   AttentionCase fp32(config, 500);
   AttentionOutputs o32 = fp32.new_outputs();
   EXPECT_EQ(error_argument(fp32.forward_params(o32, Backend::cuda)), "q") << "float32 on cuda";
@@ -271,7 +225,7 @@ TEST(CudaForward, RefusesWhatItCannotRun) {
 
 TEST(CudaForward, RejectsBadDeviceOffsets) {
   SKIP_WITHOUT_GPU();
-  CaseConfig config = base_config(DType::bfloat16, 64);
+  CaseConfig config = gpu::base_case(DType::bfloat16, 64);
   config.seqlens_q = {10, 20};
   config.seqlens_k = {10, 20};
   AttentionCase c(config, 600);
@@ -329,7 +283,7 @@ TEST(CudaForwardSanitizer, SmallGrid) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 800;
   for (std::int64_t head_dim : {40, 64, 128, 256}) {
-    CaseConfig c = base_config(DType::bfloat16, head_dim);
+    CaseConfig c = gpu::base_case(DType::bfloat16, head_dim);
     c.seq_q = 70;
     c.seq_k = 130;
     c.batch = 1;

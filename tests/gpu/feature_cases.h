@@ -1,0 +1,72 @@
+// The feature cases the CUDA forward and backward tests share: every mask, logit term,
+// dropout, GQA, layout and varlen form, each a change to one base case. Each direction's
+// test adds the cases only it needs.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/attention_case.h"
+
+namespace tileflash::testing::gpu {
+
+// Two sequences of 37 queries against 577 keys, three heads: odd sizes that end inside tiles.
+inline CaseConfig base_case(DType dtype, std::int64_t head_dim) {
+  CaseConfig c;
+  c.dtype = dtype;
+  c.head_dim = head_dim;
+  c.batch = 2;
+  c.heads_q = 3;
+  c.heads_kv = 3;
+  c.seq_q = 37;
+  c.seq_k = 577;
+  return c;
+}
+
+inline std::vector<CaseConfig> shared_feature_cases(const CaseConfig& base) {
+  std::vector<CaseConfig> cases;
+  auto add = [&](auto change) {
+    CaseConfig c = base;
+    change(c);
+    cases.push_back(c);
+  };
+  const DType dtype = base.dtype;
+  add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.causal = true; });
+  add([](CaseConfig& c) { c.seq_q = 577; c.seq_k = 300; c.causal = true; });  // rows with no key
+  add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.window_left = 50; c.window_right = 10; });
+  add([](CaseConfig& c) { c.seq_q = 200; c.seq_k = 577; c.window_left = 70; c.causal = true; });
+  add([](CaseConfig& c) { c.bias = CaseConfig::Bias::full; });
+  add([&](CaseConfig& c) { c.bias = CaseConfig::Bias::per_head; c.bias_dtype = dtype; c.causal = true; });
+  add([](CaseConfig& c) { c.bias = CaseConfig::Bias::per_batch; c.seq_q = 100; });
+  add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_head; c.causal = true; });
+  add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_batch_head; });
+  add([](CaseConfig& c) { c.softcap = 5.0f; c.input_stddev = 3.0; });
+  add([](CaseConfig& c) { c.dropout_p = 0.17f; c.dropout_seed = 12345; c.dropout_offset = 0x100000007ull; });
+  add([](CaseConfig& c) { c.heads_q = 8; c.heads_kv = 2; c.causal = true; });
+  add([](CaseConfig& c) { c.heads_first = true; c.seq_q = 129; });
+  add([](CaseConfig& c) { c.softmax_scale = -0.3f; });
+  add([](CaseConfig& c) { c.seqlens_q = {37, 0, 577, 1, 100}; c.seqlens_k = {577, 5, 37, 0, 100}; });
+  add([](CaseConfig& c) {
+    c.seqlens_q = {300, 1, 64};
+    c.seqlens_k = {257, 33, 64};
+    c.causal = true;
+    c.heads_first = true;
+  });
+  add([&](CaseConfig& c) {  // everything at once
+    c.seqlens_q = {129, 77, 1};
+    c.seqlens_k = {200, 77, 40};
+    c.heads_q = 6;
+    c.heads_kv = 2;
+    c.causal = true;
+    c.window_left = 90;
+    c.bias = CaseConfig::Bias::full;
+    c.bias_dtype = dtype;
+    c.alibi = CaseConfig::Alibi::per_head;
+    c.softcap = 8.0f;
+    c.dropout_p = 0.3f;
+    c.dropout_seed = 7;
+  });
+  return cases;
+}
+
+}  // namespace tileflash::testing::gpu
