@@ -110,12 +110,15 @@ TILEFLASH_TARGET void apply_logit_terms(const Logits& lg, std::int64_t row0, std
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int64_t i = row0 + r;
     float* row = s + r * kBlockK;
-    for (std::int64_t cc = 0; cc < kBlockK; ++cc) {
+    // The band leaves each row one interval of columns [first_col, end_col): masking is
+    // two fills, not a test per element (diagonal and remainder tiles are common).
+    const std::int64_t begin = std::clamp<std::int64_t>(lg.mask.first_col(i) - col0, 0, kBlockK);
+    const std::int64_t end = std::clamp<std::int64_t>(lg.mask.end_col(i) - col0, begin, kBlockK);
+    std::fill(row, row + begin, kNegInf);
+    std::fill(row + end, row + kBlockK, kNegInf);
+    if (plain) continue;
+    for (std::int64_t cc = begin; cc < end; ++cc) {
       const std::int64_t j = col0 + cc;
-      if (!lg.mask.allowed(i, j)) {
-        row[cc] = kNegInf;
-        continue;
-      }
       float x = row[cc];
       if (lg.softcap > 0.0f) {
         const float t = std::tanh(x / lg.softcap);
@@ -219,16 +222,6 @@ TILEFLASH_TARGET void finish_softmax(const Logits& lg, std::int64_t rows, std::i
     for (std::int64_t c = 0; c < pd; c += Vec::width) (Vec::load(o + c) * inv).store(o + c);
     lse[r] = st.row_max[r] + std::log(st.row_sum[r]);
   }
-}
-
-// The key tiles [begin, end) that any row of query tile [row0, row0 + rows) may attend.
-struct KeyTileRange {
-  std::int64_t begin, end;
-};
-
-TILEFLASH_TARGET KeyTileRange key_tiles_of(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows) {
-  const std::int64_t first = mask.first_col(row0), end = mask.end_col(row0 + rows - 1);
-  return {first / kBlockK, (end + kBlockK - 1) / kBlockK};
 }
 
 TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {
