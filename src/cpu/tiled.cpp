@@ -1,10 +1,12 @@
 // The tiled CPU FlashAttention driver: packs K/V (and, for the backward, Q and dO) into
-// fp32 tiles once (bf16 tiles for a kernel set with bf16 products and bf16 inputs), then
-// runs the per-tile kernels of the best instruction set over a thread pool.
+// fp32 tiles (bf16 tiles for a kernel set with bf16 products and bf16 inputs), then runs
+// the per-tile kernels of the best instruction set over a thread pool.
 //
 // Forward: one task per (sequence, query head, query tile), FlashAttention-2 order (the
-// key tiles inside, online softmax, one normalisation at the end).
-// Backward: one task per (sequence, kv head, chunk of key tiles). A task owns dK and dV of
+// key tiles inside, online softmax, one normalisation at the end); the key tiles are
+// packed by the tasks that first need them, so the whole forward is one pass.
+// Backward: K/V packed in a pass of their own, then one task per (sequence, kv head,
+// chunk of key tiles). A task owns dK and dV of
 // its key tiles (summed over the GQA group inside the task) and adds dQ into a buffer of
 // its own chunk; the chunks' dQ are summed in a fixed order at the end. The chunking
 // depends on the problem only, never on the thread count, so gradients are bitwise
