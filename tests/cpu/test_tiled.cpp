@@ -308,6 +308,22 @@ TEST_P(Tiled, ThreadCountDoesNotChangeTheResult) {
   }
 }
 
+// More threads than tasks per head, few kv heads and several sequences: the forward's
+// tasks claim, pack and wait for the same key tiles of a GQA group at once (key tiles
+// are packed on first use), and a 16-thread schedule groups four heads.
+TEST_P(Tiled, ManyThreadsShareTheKeyTilesOfAGqaGroup) {
+  std::uint64_t seed = 130;
+  for (DType dtype : {DType::float32, DType::bfloat16}) {
+    for (bool causal : {false, true}) {
+      CaseConfig c = shape(400, 700, 64, 6, 2, 2);
+      c.dtype = dtype;
+      c.causal = causal;
+      c.num_threads = 16;
+      check(c, ++seed, /*with_backward=*/false);
+    }
+  }
+}
+
 // The AMX set is chosen exactly where the CPU and the OS allow it; elsewhere asking for
 // it gives the best other set, and the bf16 forward stays off.
 TEST(TiledKernelChoice, AmxOnlyWhereUsable) {
