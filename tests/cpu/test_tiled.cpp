@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/attention_case.h"
@@ -322,6 +323,22 @@ TEST_P(Tiled, ManyThreadsShareTheKeyTilesOfAGqaGroup) {
       check(c, ++seed, /*with_backward=*/false);
     }
   }
+}
+
+// Calls from several threads take turns on the one pool (its workers join each job
+// without a lock); each caller must get its own result.
+TEST(TiledThreadPool, ConcurrentCallersGetTheirOwnResults) {
+  std::vector<std::thread> callers;
+  for (int k = 0; k < 3; ++k)
+    callers.emplace_back([k] {
+      CaseConfig c = shape(200 + 37 * k, 300, 64, 4, 2);
+      c.causal = k % 2 == 1;
+      c.num_threads = 4;
+      AttentionCase a(c, 140 + static_cast<std::uint64_t>(k));
+      expect_forward_matches_reference(a, Backend::cpu);
+      expect_backward_matches_reference(a, Backend::cpu);
+    });
+  for (std::thread& t : callers) t.join();
 }
 
 // The AMX set is chosen exactly where the CPU and the OS allow it; elsewhere asking for
