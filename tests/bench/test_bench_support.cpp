@@ -113,8 +113,12 @@ TEST_P(BenchPacking, ViewAddressesThePackedElement) {
                 std::memcpy(&half, element, 2);
                 stored = detail::bf16_to_float(half);
             }
-            const float tolerance = dtype == DType::bfloat16 ? 1.0f / 256 : dtype == DType::float16 ? 1.0f / 2048 : 0.0f;
-            ASSERT_LE(std::fabs(stored - expected), tolerance * std::fabs(expected)) << b << ' ' << s << ' ' << h << ' ' << d;
+            // Round to nearest: half an ulp relative to the value, and for fp16 values below its
+            // normal range (< 2^-14) half the subnormal spacing, 2^-25, in absolute terms.
+            const float relative = dtype == DType::bfloat16 ? 1.0f / 256 : dtype == DType::float16 ? 1.0f / 2048 : 0.0f;
+            const float absolute = dtype == DType::float16 ? std::ldexp(1.0f, -25) : 0.0f;
+            ASSERT_LE(std::fabs(stored - expected), relative * std::fabs(expected) + absolute)
+                << b << ' ' << s << ' ' << h << ' ' << d;
           }
     const std::vector<float> back = unpack(storage.data(), shape, dtype, layout);
     const std::vector<std::byte> again = pack(back, shape, dtype, layout);
