@@ -73,6 +73,13 @@ def _on_device(t: Tensor):
     return contextlib.nullcontext()
 
 
+def _forward_outputs(q: Tensor, cu_seqlens_q: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    """Uninitialised (out, lse) of a forward: the real op and its fake allocate alike."""
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = torch.empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32, device=q.device)
+    return out, lse
+
+
 def forward_impl(
     q: Tensor,
     k: Tensor,
@@ -93,8 +100,7 @@ def forward_impl(
     backend: str,
 ) -> Tuple[Tensor, Tensor]:
     """Returns (out, lse). ``deterministic`` is only carried to the backward."""
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32, device=q.device)
+    out, lse = _forward_outputs(q, cu_seqlens_q)
     options = _options(q, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                        softmax_scale, window_left, window_right, softcap, dropout_p, rng_state, backend)
     with _on_device(q):
@@ -112,9 +118,7 @@ attention_forward = torch.library.custom_op("tileflash::attention_forward", muta
 def _attention_forward_fake(q, k, v, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                             softmax_scale, window_left, window_right, softcap, dropout_p, rng_state, deterministic,
                             backend):
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    lse = torch.empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32, device=q.device)
-    return out, lse
+    return _forward_outputs(q, cu_seqlens_q)
 
 
 @torch.library.custom_op("tileflash::attention_backward", mutates_args=(), device_types=("cpu", "cuda"))
