@@ -10,7 +10,6 @@
       peak_bytes = what it would have needed) are drawn as hollow markers.
 """
 import argparse
-import csv
 import math
 import sys
 from collections import defaultdict
@@ -19,21 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-
-def read_rows(paths):
-    rows = []
-    for path in paths:
-        with open(path, newline="") as f:
-            rows.extend(csv.DictReader(line for line in f if not line.startswith("#")))
-    return rows
-
-
-def number(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
+from results_csv import number, read_rows  # noqa: E402
 
 
 def device_of(rows):

@@ -8,26 +8,12 @@ backend's TFLOP/s, the baseline's, the speed ratio and the ratio of extra memory
 Lines starting with '#' (header comments of recorded runs) are skipped.
 """
 import argparse
-import csv
 import math
 import sys
 
+from results_csv import number, read_rows
+
 KEY = ("dtype", "batch", "heads_q", "heads_kv", "seq_q", "seq_k", "head_dim", "causal", "direction")
-
-
-def read_rows(paths):
-    rows = []
-    for path in paths:
-        with open(path, newline="") as f:
-            rows.extend(csv.DictReader(line for line in f if not line.startswith("#")))
-    return rows
-
-
-def number(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def human_bytes(n):
