@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "tileflash/attention.h"
+
 namespace tileflash::bench {
 
 const char* direction_name(Direction direction) {
@@ -11,6 +13,17 @@ const char* direction_name(Direction direction) {
     case Direction::forward_backward: return "fwd+bwd";
   }
   return "?";
+}
+
+std::string run_library_operation(const tileflash::BackwardParams& params, Direction direction) {
+  switch (direction) {
+    case Direction::forward: return tileflash::forward(params).kernel;
+    case Direction::backward: return tileflash::backward(params).kernel;
+    case Direction::forward_backward:
+      tileflash::forward(params);
+      return tileflash::backward(params).kernel;
+  }
+  return {};
 }
 
 const char* layout_name(Layout layout) { return layout == Layout::bshd ? "bshd" : "bhsd"; }

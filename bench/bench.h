@@ -99,6 +99,10 @@ std::unique_ptr<Runner> make_cublas_standard_runner();
 std::unique_ptr<Runner> make_cudnn_runner();
 #endif
 
+// One operation of `direction` through tileflash's public API (fwd+bwd runs both);
+// returns the kernel the selector chose (the backward's for fwd+bwd).
+std::string run_library_operation(const tileflash::BackwardParams& params, Direction direction);
+
 // Median of a set of timings (copied: the caller's order is kept).
 double median(std::vector<double> values);
 

@@ -49,16 +49,7 @@ class CpuRunner final : public Runner {
     const BackwardParams params = make_params(c, &t);
 
     Measurement m;
-    auto operation = [&] {
-      switch (c.direction) {
-        case Direction::forward: m.kernel = tileflash::forward(params).kernel; break;
-        case Direction::backward: m.kernel = tileflash::backward(params).kernel; break;
-        case Direction::forward_backward:
-          tileflash::forward(params);
-          m.kernel = tileflash::backward(params).kernel;
-          break;
-      }
-    };
+    auto operation = [&] { m.kernel = run_library_operation(params, c.direction); };
     // The backward alone needs the forward's out and lse.
     if (c.direction == Direction::backward) tileflash::forward(params);
 

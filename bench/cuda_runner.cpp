@@ -47,16 +47,7 @@ class CudaRunner final : public Runner {
     params.cuda_stream = stream_.get();
 
     Measurement m;
-    auto operation = [&] {
-      switch (c.direction) {
-        case Direction::forward: m.kernel = tileflash::forward(params).kernel; break;
-        case Direction::backward: m.kernel = tileflash::backward(params).kernel; break;
-        case Direction::forward_backward:
-          tileflash::forward(params);
-          m.kernel = tileflash::backward(params).kernel;
-          break;
-      }
-    };
+    auto operation = [&] { m.kernel = run_library_operation(params, c.direction); };
     if (c.direction == Direction::backward) tileflash::forward(params);
     m.ms_median = median(gpu::time_on_stream(stream_.get(), operation, c.reps, c.warmup));
     m.peak_bytes = gpu::probe_extra_memory(stream_.get(), operation);
