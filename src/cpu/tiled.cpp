@@ -246,6 +246,18 @@ struct PackedKeysBf16 {
 
 // The forward of a kernel set with bf16 products on bf16 inputs: the task split of
 // forward(), with Q copied as bf16 and the softmax scale left to the kernel.
+// Writes a finished query tile: its rows of O (padded to pd columns) and, when asked for, lse.
+void store_forward_rows(const ForwardParams& params, const detail::Problem& problem, const Sequence& seq,
+                        std::int64_t head, std::int64_t row0, std::int64_t rows, std::int64_t pd, const float* out,
+                        const float* lse) {
+  const HeadRows out_rows = head_rows(params.out, problem, seq, head, true);
+  for (std::int64_t r = 0; r < rows; ++r) out_rows.store_row(row0 + r, problem.head_dim, out + r * pd);
+  if (problem.has_lse) {
+    const LseRow lse_out = lse_row(params.lse, problem, seq, head);
+    for (std::int64_t r = 0; r < rows; ++r) lse_out[row0 + r] = lse[r];
+  }
+}
+
 void forward_bf16(const ForwardParams& params, const detail::Problem& problem, const tiled::KernelSet& kernels) {
   const Layout layout(params, problem, static_cast<int>(tiled::kBf16DimMultiple));
   const int threads = resolve_thread_count(params.num_threads);
@@ -279,12 +291,7 @@ void forward_bf16(const ForwardParams& params, const detail::Problem& problem, c
     a.lse = lse;
     a.scratch = lse + kBlockQ;
     kernels.forward_tile_bf16(a);
-    const HeadRows out_rows = head_rows(params.out, problem, seq, h, true);
-    for (std::int64_t r = 0; r < a.rows; ++r) out_rows.store_row(a.row0 + r, d, out + r * pd);
-    if (problem.has_lse) {
-      const LseRow lse_out = lse_row(params.lse, problem, seq, h);
-      for (std::int64_t r = 0; r < a.rows; ++r) lse_out[a.row0 + r] = lse[r];
-    }
+    store_forward_rows(params, problem, seq, h, a.row0, a.rows, pd, out, lse);
   });
 }
 
@@ -336,12 +343,7 @@ void forward(const ForwardParams& params, const detail::Problem& problem, const 
     a.lse = lse;
     a.scratch = lse + kBlockQ;
     kernels.forward_tile(a);
-    const HeadRows out_rows = head_rows(params.out, problem, seq, h, true);
-    for (std::int64_t r = 0; r < a.rows; ++r) out_rows.store_row(a.row0 + r, d, out + r * pd);
-    if (problem.has_lse) {
-      const LseRow lse_out = lse_row(params.lse, problem, seq, h);
-      for (std::int64_t r = 0; r < a.rows; ++r) lse_out[a.row0 + r] = lse[r];
-    }
+    store_forward_rows(params, problem, seq, h, a.row0, a.rows, pd, out, lse);
   });
 }
 
