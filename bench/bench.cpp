@@ -26,6 +26,22 @@ std::string run_library_operation(const tileflash::BackwardParams& params, Direc
   return {};
 }
 
+std::function<void()> timed_operation(Direction direction, std::function<void()> forward,
+                                      std::function<void()> backward) {
+  switch (direction) {
+    case Direction::forward: return forward;
+    case Direction::backward:
+      forward();
+      return backward;
+    case Direction::forward_backward:
+      return [forward, backward] {
+        forward();
+        backward();
+      };
+  }
+  return forward;
+}
+
 const char* layout_name(Layout layout) { return layout == Layout::bshd ? "bshd" : "bhsd"; }
 
 const char* short_dtype_name(DType dtype) {

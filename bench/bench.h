@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -102,6 +103,11 @@ std::unique_ptr<Runner> make_cudnn_runner();
 // One operation of `direction` through tileflash's public API (fwd+bwd runs both);
 // returns the kernel the selector chose (the backward's for fwd+bwd).
 std::string run_library_operation(const tileflash::BackwardParams& params, Direction direction);
+
+// What a baseline times for a direction, from its forward and backward passes. For bwd
+// the forward runs once here, untimed: the backward needs its outputs.
+std::function<void()> timed_operation(Direction direction, std::function<void()> forward,
+                                      std::function<void()> backward);
 
 // Median of a set of timings (copied: the caller's order is kept).
 double median(std::vector<double> values);

@@ -275,20 +275,7 @@ class CublasStandardRunner final : public Runner {
 
     Measurement m;
     m.kernel = "materialised";
-    std::function<void()> operation;
-    switch (c.direction) {
-      case Direction::forward: operation = forward; break;
-      case Direction::backward:
-        forward();
-        operation = backward_pass;
-        break;
-      case Direction::forward_backward:
-        operation = [&] {
-          forward();
-          backward_pass();
-        };
-        break;
-    }
+    const std::function<void()> operation = timed_operation(c.direction, forward, backward_pass);
     m.ms_median = median(gpu::time_on_stream(stream_.get(), operation, c.reps, c.warmup));
     m.peak_bytes = extra_bytes;
 

@@ -176,20 +176,7 @@ class CudnnRunner final : public Runner {
       check_fe(backward_g->execute(handle_, backward_pack, workspace.get()), "execute (backward)");
     };
 
-    std::function<void()> operation;
-    switch (c.direction) {
-      case Direction::forward: operation = run_forward; break;
-      case Direction::backward:
-        run_forward();
-        operation = run_backward;
-        break;
-      case Direction::forward_backward:
-        operation = [&] {
-          run_forward();
-          run_backward();
-        };
-        break;
-    }
+    const std::function<void()> operation = timed_operation(c.direction, run_forward, run_backward);
     Measurement m;
     m.kernel = "sdpa";
     m.ms_median = median(gpu::time_on_stream(stream_.get(), operation, c.reps, c.warmup));
