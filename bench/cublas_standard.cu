@@ -158,17 +158,9 @@ class CublasStandardRunner final : public Runner {
     const bool backward = c.direction != Direction::forward;
     const std::int64_t extra_bytes = score_bytes * (backward ? 2 : 1) + static_cast<std::int64_t>(workspace_.bytes());
 
-    DeviceBuffer q = gpu::upload(in.q, q_shape(c), c.dtype, c.layout);
-    DeviceBuffer k = gpu::upload(in.k, kv_shape(c), c.dtype, c.layout);
-    DeviceBuffer v = gpu::upload(in.v, kv_shape(c), c.dtype, c.layout);
-    DeviceBuffer out = gpu::poisoned(q_shape(c).numel() * element);
-    DeviceBuffer dout, dq, dk, dv, scores, score_grads;
-    if (backward) {
-      dout = gpu::upload(in.dout, q_shape(c), c.dtype, c.layout);
-      dq = gpu::poisoned(q_shape(c).numel() * element);
-      dk = gpu::poisoned(kv_shape(c).numel() * element);
-      dv = gpu::poisoned(kv_shape(c).numel() * element);
-    }
+    const gpu::AttentionTensors t(c, in);
+    const DeviceBuffer &q = t.q, &k = t.k, &v = t.v, &out = t.out, &dout = t.dout, &dq = t.dq, &dk = t.dk, &dv = t.dv;
+    DeviceBuffer scores, score_grads;
     try {
       scores = DeviceBuffer(score_bytes);
       if (backward) score_grads = DeviceBuffer(score_bytes);
@@ -279,14 +271,7 @@ class CublasStandardRunner final : public Runner {
     m.ms_median = median(gpu::time_on_stream(stream_.get(), operation, c.reps, c.warmup));
     m.peak_bytes = extra_bytes;
 
-    if (keep_outputs) {
-      if (c.direction != Direction::backward) m.outputs.out = gpu::download(out, q_shape(c), c.dtype, c.layout);
-      if (backward) {
-        m.outputs.dq = gpu::download(dq, q_shape(c), c.dtype, c.layout);
-        m.outputs.dk = gpu::download(dk, kv_shape(c), c.dtype, c.layout);
-        m.outputs.dv = gpu::download(dv, kv_shape(c), c.dtype, c.layout);
-      }
-    }
+    if (keep_outputs) m.outputs = t.download(c);
     return m;
   }
 

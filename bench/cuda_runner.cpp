@@ -10,10 +10,6 @@ namespace {
 
 using gpu::DeviceBuffer;
 
-struct DeviceTensors {
-  DeviceBuffer q, k, v, out, lse, dout, dq, dk, dv;
-};
-
 class CudaRunner final : public Runner {
  public:
   CudaRunner() : device_(gpu::device_name()) {}
@@ -30,19 +26,7 @@ class CudaRunner final : public Runner {
   }
 
   Measurement run(const Case& c, const HostInputs& in, bool keep_outputs) override {
-    const std::size_t element = dtype_size(c.dtype);
-    DeviceTensors t;
-    t.q = gpu::upload(in.q, q_shape(c), c.dtype, c.layout);
-    t.k = gpu::upload(in.k, kv_shape(c), c.dtype, c.layout);
-    t.v = gpu::upload(in.v, kv_shape(c), c.dtype, c.layout);
-    t.out = gpu::poisoned(q_shape(c).numel() * element);
-    t.lse = gpu::poisoned(c.batch * c.heads_q * c.seq_q * sizeof(float));
-    if (c.direction != Direction::forward) {
-      t.dout = gpu::upload(in.dout, q_shape(c), c.dtype, c.layout);
-      t.dq = gpu::poisoned(q_shape(c).numel() * element);
-      t.dk = gpu::poisoned(kv_shape(c).numel() * element);
-      t.dv = gpu::poisoned(kv_shape(c).numel() * element);
-    }
+    const gpu::AttentionTensors t(c, in);
     BackwardParams params = make_params(c, &t);
     params.cuda_stream = stream_.get();
 
@@ -52,25 +36,18 @@ class CudaRunner final : public Runner {
     m.ms_median = median(gpu::time_on_stream(stream_.get(), operation, c.reps, c.warmup));
     m.peak_bytes = gpu::probe_extra_memory(stream_.get(), operation);
 
-    if (keep_outputs) {
-      if (c.direction != Direction::backward) m.outputs.out = gpu::download(t.out, q_shape(c), c.dtype, c.layout);
-      if (c.direction != Direction::forward) {
-        m.outputs.dq = gpu::download(t.dq, q_shape(c), c.dtype, c.layout);
-        m.outputs.dk = gpu::download(t.dk, kv_shape(c), c.dtype, c.layout);
-        m.outputs.dv = gpu::download(t.dv, kv_shape(c), c.dtype, c.layout);
-      }
-    }
+    if (keep_outputs) m.outputs = t.download(c);
     return m;
   }
 
  private:
   // Views over `t`'s buffers; without buffers, over a placeholder address, enough
   // for the selector, which reads only shapes, strides and dtypes.
-  BackwardParams make_params(const Case& c, DeviceTensors* t) const {
+  BackwardParams make_params(const Case& c, const gpu::AttentionTensors* t) const {
     static std::byte placeholder[64];
     auto data = [&](const DeviceBuffer& b) -> void* { return t ? b.get() : placeholder; };
-    DeviceTensors none;
-    const DeviceTensors& s = t ? *t : none;
+    const gpu::AttentionTensors none;
+    const gpu::AttentionTensors& s = t ? *t : none;
     const DeviceType cuda = DeviceType::cuda;
     BackwardParams p;
     p.q = make_view(data(s.q), q_shape(c), c.dtype, c.layout, cuda);

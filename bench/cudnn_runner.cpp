@@ -139,7 +139,6 @@ class CudnnRunner final : public Runner {
 
   Measurement run(const Case& c, const HostInputs& in, bool keep_outputs) override {
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    const std::size_t element = dtype_size(c.dtype);
     const bool backward = c.direction != Direction::forward;
 
     auto forward = forward_graph(c, scale);
@@ -154,18 +153,9 @@ class CudnnRunner final : public Runner {
     if (backward) check_fe(backward_g->get_workspace_size(backward_workspace), "get_workspace_size");
     DeviceBuffer workspace(static_cast<std::size_t>(std::max(forward_workspace, backward_workspace)));
 
-    DeviceBuffer q = gpu::upload(in.q, q_shape(c), c.dtype, c.layout);
-    DeviceBuffer k = gpu::upload(in.k, kv_shape(c), c.dtype, c.layout);
-    DeviceBuffer v = gpu::upload(in.v, kv_shape(c), c.dtype, c.layout);
-    DeviceBuffer out = gpu::poisoned(q_shape(c).numel() * element);
-    DeviceBuffer stats = gpu::poisoned(c.batch * c.heads_q * c.seq_q * sizeof(float));
-    DeviceBuffer dout, dq, dk, dv;
-    if (backward) {
-      dout = gpu::upload(in.dout, q_shape(c), c.dtype, c.layout);
-      dq = gpu::poisoned(q_shape(c).numel() * element);
-      dk = gpu::poisoned(kv_shape(c).numel() * element);
-      dv = gpu::poisoned(kv_shape(c).numel() * element);
-    }
+    const gpu::AttentionTensors t(c, in);
+    const DeviceBuffer &q = t.q, &k = t.k, &v = t.v, &out = t.out, &stats = t.lse, &dout = t.dout, &dq = t.dq,
+                       &dk = t.dk, &dv = t.dv;
     std::unordered_map<std::int64_t, void*> forward_pack{
         {kQ, q.get()}, {kK, k.get()}, {kV, v.get()}, {kO, out.get()}, {kStats, stats.get()}};
     std::unordered_map<std::int64_t, void*> backward_pack{
@@ -182,14 +172,7 @@ class CudnnRunner final : public Runner {
     m.ms_median = median(gpu::time_on_stream(stream_.get(), operation, c.reps, c.warmup));
     m.peak_bytes = static_cast<std::int64_t>(workspace.bytes()) + gpu::probe_extra_memory(stream_.get(), operation);
 
-    if (keep_outputs) {
-      if (c.direction != Direction::backward) m.outputs.out = gpu::download(out, q_shape(c), c.dtype, c.layout);
-      if (backward) {
-        m.outputs.dq = gpu::download(dq, q_shape(c), c.dtype, c.layout);
-        m.outputs.dk = gpu::download(dk, kv_shape(c), c.dtype, c.layout);
-        m.outputs.dv = gpu::download(dv, kv_shape(c), c.dtype, c.layout);
-      }
-    }
+    if (keep_outputs) m.outputs = t.download(c);
     return m;
   }
 

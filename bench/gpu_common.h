@@ -42,6 +42,17 @@ std::vector<float> download(const DeviceBuffer& buffer, const Shape4& shape, DTy
 // operation never writes shows up in the cross-backend check.
 DeviceBuffer poisoned(std::size_t bytes);
 
+// One case's tensors on the device: inputs uploaded in the case's dtype and layout, outputs
+// poisoned (lse in float32); dout and the gradients only when the direction has a backward.
+struct AttentionTensors {
+  DeviceBuffer q, k, v, out, lse, dout, dq, dk, dv;
+
+  AttentionTensors() = default;  // no buffers: views over it carry shapes only
+  AttentionTensors(const Case& c, const HostInputs& in);
+  // What the direction wrote, back as logical fp32 values for the cross-backend check.
+  HostOutputs download(const Case& c) const;
+};
+
 std::string device_name();
 
 // Times `operation` on `stream`: before every run (warm-up included) a buffer twice
