@@ -3,7 +3,10 @@
 // test adds the cases only it needs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <utility>
 #include <vector>
 
 #include "common/attention_case.h"
@@ -21,6 +24,24 @@ inline CaseConfig base_case(DType dtype, std::int64_t head_dim) {
   c.seq_q = 37;
   c.seq_k = 577;
   return c;
+}
+
+// Odd sizes and seq_q != seq_k both ways, rotated across the head dims so each meets a
+// different shape, causal and not; long cases take batch 1.
+inline std::vector<CaseConfig> shape_grid_cases(DType dtype, const std::vector<std::int64_t>& head_dims) {
+  const std::pair<std::int64_t, std::int64_t> seqs[] = {{1, 1}, {37, 577}, {577, 37}, {1000, 1000}, {1, 1000}, {129, 64}};
+  std::vector<CaseConfig> cases;
+  for (std::size_t i = 0; i < head_dims.size(); ++i)
+    for (bool causal : {false, true}) {
+      CaseConfig c = base_case(dtype, head_dims[i]);
+      const auto [seq_q, seq_k] = seqs[(i + (causal ? 3 : 0)) % std::size(seqs)];
+      c.seq_q = seq_q;
+      c.seq_k = seq_k;
+      c.batch = seq_q * seq_k > 100000 ? 1 : 2;
+      c.causal = causal;
+      cases.push_back(c);
+    }
+  return cases;
 }
 
 inline std::vector<CaseConfig> shared_feature_cases(const CaseConfig& base) {
