@@ -167,6 +167,7 @@ def test_varlen_matches_each_sequence_alone(rng, dtype):
     assert out.shape == q.shape and lse.shape == (heads_q, q.shape[0])
     dout = randn(rng, *out.shape, dtype=dtype)
     grads = torch.autograd.grad(out, (q, k, v), dout)
+    checks = []
     for b in range(len(lengths_q)):
         rq = slice(int(cu_q[b]), int(cu_q[b + 1]))
         rk = slice(int(cu_k[b]), int(cu_k[b + 1]))
@@ -181,9 +182,14 @@ def test_varlen_matches_each_sequence_alone(rng, dtype):
         plain_grads = plain_gradients(*pieces, dout[rq].unsqueeze(0), causal=True, alibi_slopes=slopes)
         assert_close(out[rq], ref_out[0], plain_out[0], name=f"out[{b}]")
         assert_close(lse[:, rq], ref_lse[0].float(), plain_lse[0], name=f"lse[{b}]")
-        for name, grad, want, budget in zip(("dq", "dk", "dv"), grads, ref_grads, plain_grads):
+        checks.append((b, rq, rk, ref_grads, plain_grads))
+    # A sequence with a single key has dq = 0 exactly, reached through dP - D cancelling;
+    # its floor is taken from the reference gradient of every sequence together.
+    magnitudes = [max(float(c[3][i].abs().max()) for c in checks) for i in range(3)]
+    for b, rq, rk, ref_grads, plain_grads in checks:
+        for i, (name, grad, want, budget) in enumerate(zip(("dq", "dk", "dv"), grads, ref_grads, plain_grads)):
             rows = rq if name == "dq" else rk
-            assert_close(grad[rows], want[0], budget[0], name=f"{name}[{b}]")
+            assert_close(grad[rows], want[0], budget[0], name=f"{name}[{b}]", magnitude=magnitudes[i])
 
 
 def test_varlen_bias_uses_sequence_local_indices(rng):
