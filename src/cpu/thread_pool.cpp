@@ -53,21 +53,29 @@ class ThreadPool {
       task_ = &task;
       num_tasks_ = num_tasks;
       next_.store(0, std::memory_order_relaxed);
-      active_helpers_ = helpers;
       pending_helpers_.store(helpers, std::memory_order_relaxed);
       error_ = nullptr;
-      generation_.fetch_add(1, std::memory_order_release);
+      job_.store(next_job(job_.load(std::memory_order_relaxed), helpers), std::memory_order_release);
     }
     wake_.notify_all();
     work(0);
     spin_until([this] { return pending_helpers_.load(std::memory_order_acquire) == 0; });
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_helpers_.load(std::memory_order_relaxed) == 0; });
+    done_.wait(lock, [this] { return pending_helpers_.load(std::memory_order_acquire) == 0; });
     task_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
+  // A job is published as one word, its generation above its helper count, so a worker
+  // reads both from the same job without taking the mutex.
+  static std::uint64_t next_job(std::uint64_t job, int helpers) {
+    return ((job >> 32) + 1) << 32 | static_cast<std::uint32_t>(helpers);
+  }
+  static bool takes_part(std::uint64_t job, int thread) {
+    return thread <= static_cast<int>(static_cast<std::uint32_t>(job));
+  }
+
   void work(int thread) {
     for (;;) {
       const std::int64_t index = next_.fetch_add(1, std::memory_order_relaxed);
@@ -86,18 +94,28 @@ class ThreadPool {
   void worker_loop(int thread) {
     std::uint64_t seen = 0;
     for (;;) {
-      spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
-      {
+      // A spinning worker joins a job without the mutex: the workers of a job do not
+      // queue on one lock (each hand-over a futex wake on a VM) before they start.
+      spin_until([&] { return generation(job_.load(std::memory_order_acquire)) != generation(seen); });
+      std::uint64_t job = job_.load(std::memory_order_acquire);
+      if (generation(job) == generation(seen)) {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || (generation_.load() != seen && thread <= active_helpers_); });
+        wake_.wait(lock, [&] { return stopping_ || generation(job_.load(std::memory_order_acquire)) != generation(seen); });
         if (stopping_) return;
-        seen = generation_.load();
+        job = job_.load(std::memory_order_acquire);
       }
+      seen = job;
+      if (!takes_part(job, thread)) continue;
       work(thread);
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (pending_helpers_.fetch_sub(1, std::memory_order_acq_rel) == 1) done_.notify_one();
+      if (pending_helpers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        // Under the mutex, so the caller cannot miss it between its check and its wait.
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_one();
+      }
     }
   }
+
+  static std::uint64_t generation(std::uint64_t job) { return job >> 32; }
 
   std::mutex job_mutex_;
   std::mutex mutex_;
@@ -106,9 +124,8 @@ class ThreadPool {
   const std::function<void(std::int64_t, int)>* task_ = nullptr;
   std::int64_t num_tasks_ = 0;
   std::atomic<std::int64_t> next_{0};
-  int active_helpers_ = 0;
   std::atomic<int> pending_helpers_{0};
-  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<std::uint64_t> job_{0};
   bool stopping_ = false;
   std::exception_ptr error_;
 };

@@ -1,10 +1,12 @@
 // The tiled CPU FlashAttention driver: packs K/V (and, for the backward, Q and dO) into
-// fp32 tiles once (bf16 tiles for a kernel set with bf16 products and bf16 inputs), then
-// runs the per-tile kernels of the best instruction set over a thread pool.
+// fp32 tiles (bf16 tiles for a kernel set with bf16 products and bf16 inputs), then runs
+// the per-tile kernels of the best instruction set over a thread pool.
 //
 // Forward: one task per (sequence, query head, query tile), FlashAttention-2 order (the
-// key tiles inside, online softmax, one normalisation at the end).
-// Backward: one task per (sequence, kv head, chunk of key tiles). A task owns dK and dV of
+// key tiles inside, online softmax, one normalisation at the end); the key tiles are
+// packed by the tasks that first need them, so the whole forward is one pass.
+// Backward: K/V packed in a pass of their own, then one task per (sequence, kv head,
+// chunk of key tiles). A task owns dK and dV of
 // its key tiles (summed over the GQA group inside the task) and adds dQ into a buffer of
 // its own chunk; the chunks' dQ are summed in a fixed order at the end. The chunking
 // depends on the problem only, never on the thread count, so gradients are bitwise
@@ -12,11 +14,14 @@
 #include "cpu/tiled.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/philox.h"
@@ -114,16 +119,16 @@ void pack_rows(const HeadRows& src, std::int64_t first, std::int64_t count, std:
 }
 
 // One key tile: `cols` (head_dim, kBlockK), a key per column, and/or `rows` (kBlockK, padded_dim);
-// zero past the sequence.
+// zero past the sequence. `row_buffer` (padded_dim floats) holds a key when `rows` is not wanted.
 void pack_key_tile(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, std::int64_t head_dim,
-                   std::int64_t padded_dim, float* cols, float* rows) {
+                   std::int64_t padded_dim, float* cols, float* rows, float* row_buffer) {
   const std::int64_t first = tile * kBlockK, count = std::min(kBlockK, seq_k - first);
-  std::vector<float> row(padded_dim, 0.0f);
   for (std::int64_t j = 0; j < count; ++j) {
-    src.load_row(first + j, head_dim, row.data());
+    float* row = rows ? rows + j * padded_dim : row_buffer;
+    src.load_row(first + j, head_dim, row);
+    if (rows) std::fill(row + head_dim, row + padded_dim, 0.0f);
     if (cols)
       for (std::int64_t c = 0; c < head_dim; ++c) cols[c * kBlockK + j] = row[c];
-    if (rows) std::copy(row.begin(), row.end(), rows + j * padded_dim);
   }
   // Keys past the sequence must be exact zeros: 0 * garbage could be NaN.
   if (cols)
@@ -131,36 +136,50 @@ void pack_key_tile(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, s
   if (rows) std::fill(rows + count * padded_dim, rows + kBlockK * padded_dim, 0.0f);
 }
 
-// Packed key/value tiles of every (kv head, sequence): which layouts are filled depends on the pass.
+// Packed key/value tiles of every (kv head, sequence), one slot per (kv head, key tile):
+// which layouts are filled depends on the pass. The forward packs a slot on first use
+// (PackOnFirstUse), the backward all of them up front (pack_all).
 struct PackedKeys {
+  const ForwardParams& params;
+  const detail::Problem& problem;
+  const Layout& layout;
+  bool backward;
   std::int64_t cols_size, rows_size, tiles;
   Workspace k_cols, k_rows, v_cols, v_rows;
 
-  PackedKeys(const ForwardParams& params, const detail::Problem& problem, const Layout& layout, int threads,
-             bool backward)
-      : cols_size(layout.head_dim * kBlockK),
+  PackedKeys(const ForwardParams& params_, const detail::Problem& problem_, const Layout& layout_, bool backward_)
+      : params(params_),
+        problem(problem_),
+        layout(layout_),
+        backward(backward_),
+        cols_size(layout.head_dim * kBlockK),
         rows_size(kBlockK * layout.padded_dim),
         tiles(problem.heads_kv * layout.total_k_tiles),
         k_cols(tiles * cols_size),
         k_rows(backward ? tiles * rows_size : 0),
         v_cols(backward ? tiles * cols_size : 0),
-        v_rows(backward ? 0 : tiles * rows_size) {
-    const auto per_head = static_cast<std::int64_t>(layout.key_tiles.size());
-    parallel_for(tiles, threads, [&](std::int64_t task, int) {
-      const std::int64_t g = task / per_head;
-      const TileRef t = layout.key_tiles[task % per_head];
-      const Sequence& seq = layout.sequences[t.batch];
-      const std::int64_t at = slot(layout, g, t.batch, t.tile);
-      pack_key_tile(head_rows(params.k, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim, layout.padded_dim,
-                    k_cols.data() + at * cols_size, backward ? k_rows.data() + at * rows_size : nullptr);
-      pack_key_tile(head_rows(params.v, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim, layout.padded_dim,
-                    backward ? v_cols.data() + at * cols_size : nullptr,
-                    backward ? nullptr : v_rows.data() + at * rows_size);
-    });
+        v_rows(backward ? 0 : tiles * rows_size) {}
+
+  std::int64_t slot(std::int64_t kv_head, std::int64_t b, std::int64_t kt) const {
+    return kv_head * layout.total_k_tiles + layout.k_tile_start[b] + kt;
   }
 
-  std::int64_t slot(const Layout& layout, std::int64_t kv_head, std::int64_t b, std::int64_t kt) const {
-    return kv_head * layout.total_k_tiles + layout.k_tile_start[b] + kt;
+  void pack(std::int64_t at, float* row_buffer) const {
+    const std::int64_t g = at / layout.total_k_tiles;
+    const TileRef t = layout.key_tiles[at % layout.total_k_tiles];
+    const Sequence& seq = layout.sequences[t.batch];
+    pack_key_tile(head_rows(params.k, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim, layout.padded_dim,
+                  k_cols.data() + at * cols_size, backward ? k_rows.data() + at * rows_size : nullptr, row_buffer);
+    pack_key_tile(head_rows(params.v, problem, seq, g, false), t.tile, seq.seq_k, layout.head_dim, layout.padded_dim,
+                  backward ? v_cols.data() + at * cols_size : nullptr,
+                  backward ? nullptr : v_rows.data() + at * rows_size, row_buffer);
+  }
+
+  void pack_all(int threads) const {
+    parallel_for(tiles, threads, [&](std::int64_t at, int) {
+      std::vector<float> row_buffer(layout.padded_dim);
+      pack(at, row_buffer.data());
+    });
   }
 };
 
@@ -175,12 +194,12 @@ const std::uint16_t* bf16_row(const HeadRows& src, std::int64_t row) {
 void pack_dim_pairs(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, std::int64_t head_dim,
                     std::int64_t padded_dim, std::uint16_t* dst) {
   const std::int64_t first = tile * kBlockK, count = std::min(kBlockK, seq_k - first);
-  std::vector<std::uint16_t> row(padded_dim, 0);
   std::fill(dst, dst + padded_dim * kBlockK, std::uint16_t{0});
   for (std::int64_t j = 0; j < count; ++j) {
-    std::copy_n(bf16_row(src, first + j), head_dim, row.data());
-    for (std::int64_t pair = 0; pair < padded_dim / 2; ++pair)
-      std::memcpy(dst + 2 * (pair * kBlockK + j), row.data() + 2 * pair, 2 * sizeof(std::uint16_t));
+    const std::uint16_t* row = bf16_row(src, first + j);
+    for (std::int64_t pair = 0; pair < head_dim / 2; ++pair)
+      std::memcpy(dst + 2 * (pair * kBlockK + j), row + 2 * pair, 2 * sizeof(std::uint16_t));
+    if (head_dim % 2) dst[2 * ((head_dim / 2) * kBlockK + j)] = row[head_dim - 1];
   }
 }
 
@@ -189,63 +208,159 @@ void pack_dim_pairs(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, 
 void pack_key_pairs(const HeadRows& src, std::int64_t tile, std::int64_t seq_k, std::int64_t head_dim,
                     std::int64_t padded_dim, std::uint16_t* dst) {
   const std::int64_t first = tile * kBlockK, count = std::min(kBlockK, seq_k - first);
-  std::vector<std::uint16_t> rows(2 * padded_dim);
-  std::uint16_t* even = rows.data();
-  std::uint16_t* odd = even + padded_dim;
   for (std::int64_t j = 0; j < kBlockK; j += 2) {
-    std::fill(rows.begin(), rows.end(), std::uint16_t{0});
-    if (j < count) std::copy_n(bf16_row(src, first + j), head_dim, even);
-    if (j + 1 < count) std::copy_n(bf16_row(src, first + j + 1), head_dim, odd);
     std::uint16_t* out = dst + j * padded_dim;
-    for (std::int64_t c = 0; c < padded_dim; ++c) {
-      out[2 * c] = even[c];
-      out[2 * c + 1] = odd[c];
+    std::int64_t written = 0;
+    if (j + 1 < count) {
+      const std::uint16_t *even = bf16_row(src, first + j), *odd = bf16_row(src, first + j + 1);
+      for (std::int64_t c = 0; c < head_dim; ++c) {
+        const std::uint32_t both = even[c] | std::uint32_t{odd[c]} << 16;  // x86: the even key first
+        std::memcpy(out + 2 * c, &both, sizeof(both));
+      }
+      written = 2 * head_dim;
+    } else if (j < count) {
+      const std::uint16_t* even = bf16_row(src, first + j);
+      for (std::int64_t c = 0; c < head_dim; ++c) {
+        out[2 * c] = even[c];
+        out[2 * c + 1] = 0;
+      }
+      written = 2 * head_dim;
     }
+    std::fill(out + written, out + 2 * padded_dim, std::uint16_t{0});
   }
 }
 
 // Key/value tiles of every (kv head, sequence) as bf16 B operands, two bf16 per float of
-// the workspaces. Forward: K^T (dim pairs), V (key pairs). Backward: K^T and V^T (dim
-// pairs), K (key pairs).
+// the workspaces, one slot per (kv head, key tile) as in PackedKeys. Forward: K^T (dim
+// pairs), V (key pairs). Backward: K^T and V^T (dim pairs), K (key pairs).
 struct PackedKeysBf16 {
+  const ForwardParams& params;
+  const detail::Problem& problem;
+  const Layout& layout;
+  bool backward;
   std::int64_t tile_size, tiles;
   Workspace k_dims, v_pairs, k_keys;
 
-  PackedKeysBf16(const ForwardParams& params, const detail::Problem& problem, const Layout& layout, int threads,
-                 bool backward)
-      : tile_size(layout.padded_dim * kBlockK),
+  PackedKeysBf16(const ForwardParams& params_, const detail::Problem& problem_, const Layout& layout_, bool backward_)
+      : params(params_),
+        problem(problem_),
+        layout(layout_),
+        backward(backward_),
+        tile_size(layout.padded_dim * kBlockK),
         tiles(problem.heads_kv * layout.total_k_tiles),
         k_dims(tiles * tile_size / 2),
         v_pairs(tiles * tile_size / 2),
-        k_keys(backward ? tiles * tile_size / 2 : 0) {
-    const auto per_head = static_cast<std::int64_t>(layout.key_tiles.size());
-    const std::int64_t d = layout.head_dim, pd = layout.padded_dim;
-    parallel_for(tiles, threads, [&](std::int64_t task, int) {
-      const std::int64_t g = task / per_head;
-      const TileRef t = layout.key_tiles[task % per_head];
-      const Sequence& seq = layout.sequences[t.batch];
-      const std::int64_t at = slot(layout, g, t.batch, t.tile) * tile_size;
-      const HeadRows k = head_rows(params.k, problem, seq, g, false), v = head_rows(params.v, problem, seq, g, false);
-      pack_dim_pairs(k, t.tile, seq.seq_k, d, pd, k_dim_data() + at);
-      if (backward) {
-        pack_dim_pairs(v, t.tile, seq.seq_k, d, pd, v_data() + at);
-        pack_key_pairs(k, t.tile, seq.seq_k, d, pd, k_key_data() + at);
-      } else {
-        pack_key_pairs(v, t.tile, seq.seq_k, d, pd, v_data() + at);
-      }
-    });
-  }
+        k_keys(backward ? tiles * tile_size / 2 : 0) {}
 
   std::uint16_t* k_dim_data() const { return reinterpret_cast<std::uint16_t*>(k_dims.data()); }
   std::uint16_t* v_data() const { return reinterpret_cast<std::uint16_t*>(v_pairs.data()); }
   std::uint16_t* k_key_data() const { return reinterpret_cast<std::uint16_t*>(k_keys.data()); }
-  std::int64_t slot(const Layout& layout, std::int64_t kv_head, std::int64_t b, std::int64_t kt) const {
+  std::int64_t slot(std::int64_t kv_head, std::int64_t b, std::int64_t kt) const {
     return kv_head * layout.total_k_tiles + layout.k_tile_start[b] + kt;
+  }
+
+  void pack(std::int64_t at) const {
+    const std::int64_t g = at / layout.total_k_tiles, d = layout.head_dim, pd = layout.padded_dim;
+    const TileRef t = layout.key_tiles[at % layout.total_k_tiles];
+    const Sequence& seq = layout.sequences[t.batch];
+    const HeadRows k = head_rows(params.k, problem, seq, g, false), v = head_rows(params.v, problem, seq, g, false);
+    const std::int64_t offset = at * tile_size;
+    pack_dim_pairs(k, t.tile, seq.seq_k, d, pd, k_dim_data() + offset);
+    if (backward) {
+      pack_dim_pairs(v, t.tile, seq.seq_k, d, pd, v_data() + offset);
+      pack_key_pairs(k, t.tile, seq.seq_k, d, pd, k_key_data() + offset);
+    } else {
+      pack_key_pairs(v, t.tile, seq.seq_k, d, pd, v_data() + offset);
+    }
+  }
+
+  void pack_all(int threads) const {
+    parallel_for(tiles, threads, [&](std::int64_t at, int) { pack(at); });
   }
 };
 
-// The forward of a kernel set with bf16 products on bf16 inputs: the task split of
-// forward(), with Q copied as bf16 and the softmax scale left to the kernel.
+// Packs the forward's key tiles from inside its tasks instead of in a pass of their own:
+// a task first claims and packs the tiles it needs that no task has claimed yet (the
+// tasks that start on one head share its packing), then waits for those others are
+// still packing. There is no barrier between packing and products, and a tile is packed
+// shortly before it is read, while it is still in cache. Packing cannot throw, so a
+// claimed tile always becomes ready.
+class PackOnFirstUse {
+ public:
+  explicit PackOnFirstUse(std::int64_t slots) : state_(new std::atomic<std::uint8_t>[std::max<std::int64_t>(slots, 1)]) {
+    for (std::int64_t i = 0; i < slots; ++i) state_[i].store(kUnpacked, std::memory_order_relaxed);
+  }
+
+  // Slots [begin, end) packed by pack(slot) (here or by another task) once this returns.
+  template <class Pack>
+  void ensure(std::int64_t begin, std::int64_t end, const Pack& pack) const {
+    for (std::int64_t i = begin; i < end; ++i) {
+      std::uint8_t expected = kUnpacked;
+      if (state_[i].load(std::memory_order_relaxed) == kUnpacked &&
+          state_[i].compare_exchange_strong(expected, kPacking, std::memory_order_relaxed)) {
+        pack(i);
+        // Release: whoever sees kPacked sees the packed tile.
+        state_[i].store(kPacked, std::memory_order_release);
+      }
+    }
+    for (std::int64_t i = begin; i < end; ++i)
+      while (state_[i].load(std::memory_order_acquire) != kPacked) std::this_thread::yield();
+  }
+
+ private:
+  static constexpr std::uint8_t kUnpacked = 0, kPacking = 1, kPacked = 2;
+  std::unique_ptr<std::atomic<std::uint8_t>[]> state_;
+};
+
+// The order in which the forward's (query head, query tile) tasks are handed out: the
+// heads in groups, and inside a group the query tiles from the costliest (rows times key
+// tiles visited) down, each tile for every head of the group. Costliest first over a
+// whole group keeps the long tasks of a causal mask from being the last to start (with
+// one head per group, 16 threads lose about 6 % at seq 1024 to that tail); groups of
+// about threads / 4 heads are wide enough for that (a list-scheduling simulation of
+// 4-64 threads), and few enough heads that their key tiles stay in cache together.
+class ForwardSchedule {
+ public:
+  ForwardSchedule(const Layout& layout, const detail::Problem& problem, int threads)
+      : heads_(problem.heads_q),
+        group_(std::clamp<std::int64_t>((threads + 3) / 4, 1, std::max<std::int64_t>(problem.heads_q, 1))) {
+    const auto n = static_cast<std::int64_t>(layout.query_tiles.size());
+    std::vector<std::int64_t> cost(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const TileRef t = layout.query_tiles[i];
+      const Sequence& seq = layout.sequences[t.batch];
+      const std::int64_t row0 = t.tile * kBlockQ, rows = std::min(kBlockQ, seq.seq_q - row0);
+      const tiled::KeyTileRange kt = tiled::key_tiles_of(problem.mask(seq.seq_q, seq.seq_k), row0, rows);
+      cost[i] = rows * std::max<std::int64_t>(kt.end - kt.begin, 0);
+    }
+    tiles_.resize(n);
+    for (std::int64_t i = 0; i < n; ++i) tiles_[i] = i;
+    std::stable_sort(tiles_.begin(), tiles_.end(), [&](std::int64_t a, std::int64_t b) { return cost[a] > cost[b]; });
+  }
+
+  std::int64_t size() const { return heads_ * static_cast<std::int64_t>(tiles_.size()); }
+
+  struct Task {
+    std::int64_t head, query_tile;  // query_tile indexes Layout::query_tiles
+  };
+  Task operator[](std::int64_t task) const {
+    const auto tiles = static_cast<std::int64_t>(tiles_.size());
+    const std::int64_t group = task / (group_ * tiles), first_head = group * group_;
+    const std::int64_t heads = std::min(group_, heads_ - first_head), within = task - first_head * tiles;
+    return {first_head + within % heads, tiles_[within / heads]};
+  }
+
+ private:
+  std::int64_t heads_, group_;
+  std::vector<std::int64_t> tiles_;
+};
+
+// Whether any row of query tile [row0, row0 + rows) may attend a column of key tile col0.
+bool tiles_meet(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows, std::int64_t col0) {
+  return mask.first_col(row0) < col0 + kBlockK && mask.end_col(row0 + rows - 1) > col0 &&
+         mask.first_col(row0) < mask.end_col(row0 + rows - 1);
+}
+
 // Writes a finished query tile: its rows of O (padded to pd columns) and, when asked for, lse.
 void store_forward_rows(const ForwardParams& params, const detail::Problem& problem, const Sequence& seq,
                         std::int64_t head, std::int64_t row0, std::int64_t rows, std::int64_t pd, const float* out,
@@ -258,92 +373,86 @@ void store_forward_rows(const ForwardParams& params, const detail::Problem& prob
   }
 }
 
-void forward_bf16(const ForwardParams& params, const detail::Problem& problem, const tiled::KernelSet& kernels) {
-  const Layout layout(params, problem, static_cast<int>(tiled::kBf16DimMultiple));
-  const int threads = resolve_thread_count(params.num_threads);
-  const PackedKeysBf16 keys(params, problem, layout, threads, /*backward=*/false);
-  const std::int64_t pd = layout.padded_dim, d = layout.head_dim;
-
-  const std::int64_t per_thread = kBlockQ * pd + kBlockQ * pd / 2 + kBlockQ + tiled::kForwardBf16ScratchFloats;
-  Workspace scratch(per_thread * threads);
-  const auto num_tiles = static_cast<std::int64_t>(layout.query_tiles.size());
-  parallel_for(num_tiles * problem.heads_q, threads, [&](std::int64_t task, int thread) {
-    const TileRef qt = layout.query_tiles[num_tiles - 1 - task % num_tiles];
-    const std::int64_t h = task / num_tiles;
-    const Sequence& seq = layout.sequences[qt.batch];
-    float* out = scratch.data() + per_thread * thread;
-    auto* q = reinterpret_cast<std::uint16_t*>(out + kBlockQ * pd);
-    float* lse = out + kBlockQ * pd + kBlockQ * pd / 2;
-    tiled::ForwardTileBf16Args a;
-    a.row0 = qt.tile * kBlockQ;
-    a.rows = std::min(kBlockQ, seq.seq_q - a.row0);
-    const HeadRows q_rows = head_rows(params.q, problem, seq, h, true);
-    std::fill(q, q + kBlockQ * pd, std::uint16_t{0});
-    for (std::int64_t r = 0; r < a.rows; ++r) std::copy_n(bf16_row(q_rows, a.row0 + r), d, q + r * pd);
-    a.q = q;
-    a.scale = problem.scale;
-    const std::int64_t first_slot = keys.slot(layout, h / problem.group_size(), qt.batch, 0);
-    a.k_pairs = keys.k_dim_data() + first_slot * keys.tile_size;
-    a.v_pairs = keys.v_data() + first_slot * keys.tile_size;
-    a.padded_dim = pd;
-    a.logits = make_logits(params, problem, seq, h);
-    a.out = out;
-    a.lse = lse;
-    a.scratch = lse + kBlockQ;
-    kernels.forward_tile_bf16(a);
-    store_forward_rows(params, problem, seq, h, a.row0, a.rows, pd, out, lse);
-  });
-}
-
-// Whether any row of query tile [row0, row0 + rows) may attend a column of key tile col0.
-bool tiles_meet(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows, std::int64_t col0) {
-  return mask.first_col(row0) < col0 + kBlockK && mask.end_col(row0 + rows - 1) > col0 &&
-         mask.first_col(row0) < mask.end_col(row0 + rows - 1);
-}
-
 }  // namespace
 
 namespace tiled {
 
 void forward(const ForwardParams& params, const detail::Problem& problem, const KernelSet& kernels) {
-  if (kernels.forward_tile_bf16 && problem.dtype == DType::bfloat16) {
-    forward_bf16(params, problem, kernels);
-    return;
-  }
-  const Layout layout(params, problem, kernels.vector_width);
+  // A kernel set with bf16 products gets bf16 operands: key tiles as pairs, Q copied
+  // unscaled (the kernel applies the softmax scale to the fp32 products).
+  const bool bf16 = kernels.forward_tile_bf16 && problem.dtype == DType::bfloat16;
+  const Layout layout(params, problem, bf16 ? static_cast<int>(kBf16DimMultiple) : kernels.vector_width);
   const int threads = resolve_thread_count(params.num_threads);
-  const PackedKeys keys(params, problem, layout, threads, /*backward=*/false);
+  std::optional<PackedKeys> keys;
+  std::optional<PackedKeysBf16> keys_bf16;
+  if (bf16)
+    keys_bf16.emplace(params, problem, layout, /*backward=*/false);
+  else
+    keys.emplace(params, problem, layout, /*backward=*/false);
+  const PackOnFirstUse packing(problem.heads_kv * layout.total_k_tiles);
+  const ForwardSchedule schedule(layout, problem, threads);
   const std::int64_t pd = layout.padded_dim, d = layout.head_dim;
 
-  const std::int64_t per_thread = 2 * kBlockQ * pd + kBlockQ + kForwardScratchFloats;
+  // Per thread: O, lse, the query tile (bf16 or fp32), the kernel's scratch, and for the
+  // fp32 packing a key row.
+  const std::int64_t q_floats = bf16 ? kBlockQ * pd / 2 : kBlockQ * pd;
+  const std::int64_t kernel_floats = bf16 ? kForwardBf16ScratchFloats : kForwardScratchFloats + pd;
+  const std::int64_t per_thread = kBlockQ * pd + kBlockQ + q_floats + kernel_floats;
   Workspace scratch(per_thread * threads);
-  const auto num_tiles = static_cast<std::int64_t>(layout.query_tiles.size());
-  parallel_for(num_tiles * problem.heads_q, threads, [&](std::int64_t task, int thread) {
-    // Last tiles first: under a causal mask they are the longest, and starting them early
-    // keeps them from being the tail of the schedule.
-    const TileRef qt = layout.query_tiles[num_tiles - 1 - task % num_tiles];
-    const std::int64_t h = task / num_tiles;
+  parallel_for(schedule.size(), threads, [&](std::int64_t task, int thread) {
+    const ForwardSchedule::Task t = schedule[task];
+    const std::int64_t h = t.head, g = h / problem.group_size();
+    const TileRef qt = layout.query_tiles[t.query_tile];
     const Sequence& seq = layout.sequences[qt.batch];
-    float* q = scratch.data() + per_thread * thread;
-    float* out = q + kBlockQ * pd;
+    const std::int64_t row0 = qt.tile * kBlockQ, rows = std::min(kBlockQ, seq.seq_q - row0);
+    float* out = scratch.data() + per_thread * thread;
     float* lse = out + kBlockQ * pd;
-    ForwardTileArgs a;
-    a.row0 = qt.tile * kBlockQ;
-    a.rows = std::min(kBlockQ, seq.seq_q - a.row0);
-    pack_rows(head_rows(params.q, problem, seq, h, true), a.row0, a.rows, d, pd, problem.scale, q);
-    a.q = q;
-    const std::int64_t g = h / problem.group_size();
-    const std::int64_t first_slot = keys.slot(layout, g, qt.batch, 0);
-    a.k_cols = keys.k_cols.data() + first_slot * keys.cols_size;
-    a.v_rows = keys.v_rows.data() + first_slot * keys.rows_size;
-    a.head_dim = d;
-    a.padded_dim = pd;
-    a.logits = make_logits(params, problem, seq, h);
-    a.out = out;
-    a.lse = lse;
-    a.scratch = lse + kBlockQ;
-    kernels.forward_tile(a);
-    store_forward_rows(params, problem, seq, h, a.row0, a.rows, pd, out, lse);
+    float* q = lse + kBlockQ;
+    float* kernel_scratch = q + q_floats;
+    const Logits logits = make_logits(params, problem, seq, h);
+    const KeyTileRange needed = key_tiles_of(logits.mask, row0, rows);
+    const HeadRows q_rows = head_rows(params.q, problem, seq, h, true);
+    if (bf16) {
+      const std::int64_t first_slot = keys_bf16->slot(g, qt.batch, 0);
+      packing.ensure(first_slot + needed.begin, first_slot + needed.end,
+                     [&](std::int64_t slot) { keys_bf16->pack(slot); });
+      ForwardTileBf16Args a;
+      auto* q16 = reinterpret_cast<std::uint16_t*>(q);
+      std::fill(q16, q16 + kBlockQ * pd, std::uint16_t{0});
+      for (std::int64_t r = 0; r < rows; ++r) std::copy_n(bf16_row(q_rows, row0 + r), d, q16 + r * pd);
+      a.q = q16;
+      a.scale = problem.scale;
+      a.row0 = row0;
+      a.rows = rows;
+      a.k_pairs = keys_bf16->k_dim_data() + first_slot * keys_bf16->tile_size;
+      a.v_pairs = keys_bf16->v_data() + first_slot * keys_bf16->tile_size;
+      a.padded_dim = pd;
+      a.logits = logits;
+      a.out = out;
+      a.lse = lse;
+      a.scratch = kernel_scratch;
+      kernels.forward_tile_bf16(a);
+    } else {
+      float* row_buffer = kernel_scratch + kForwardScratchFloats;
+      const std::int64_t first_slot = keys->slot(g, qt.batch, 0);
+      packing.ensure(first_slot + needed.begin, first_slot + needed.end,
+                     [&](std::int64_t slot) { keys->pack(slot, row_buffer); });
+      ForwardTileArgs a;
+      pack_rows(q_rows, row0, rows, d, pd, problem.scale, q);
+      a.q = q;
+      a.row0 = row0;
+      a.rows = rows;
+      a.k_cols = keys->k_cols.data() + first_slot * keys->cols_size;
+      a.v_rows = keys->v_rows.data() + first_slot * keys->rows_size;
+      a.head_dim = d;
+      a.padded_dim = pd;
+      a.logits = logits;
+      a.out = out;
+      a.lse = lse;
+      a.scratch = kernel_scratch;
+      kernels.forward_tile(a);
+    }
+    store_forward_rows(params, problem, seq, h, row0, rows, pd, out, lse);
   });
 }
 
@@ -356,9 +465,9 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
   std::optional<PackedKeys> keys;
   std::optional<PackedKeysBf16> keys_bf16;
   if (bf16)
-    keys_bf16.emplace(params, problem, layout, threads, /*backward=*/true);
+    keys_bf16.emplace(params, problem, layout, /*backward=*/true).pack_all(threads);
   else
-    keys.emplace(params, problem, layout, threads, /*backward=*/true);
+    keys.emplace(params, problem, layout, /*backward=*/true).pack_all(threads);
   const std::int64_t pd = layout.padded_dim, d = layout.head_dim, rows_total = layout.total_q_rows;
   const std::int64_t hq = problem.heads_q, group = problem.group_size();
 
@@ -449,7 +558,7 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
       BackwardTileArgs a;
       BackwardTileBf16Args a16;
       if (bf16) {
-        const std::int64_t at = keys_bf16->slot(layout, g, b, kt) * keys_bf16->tile_size;
+        const std::int64_t at = keys_bf16->slot(g, b, kt) * keys_bf16->tile_size;
         a16.k_pairs = keys_bf16->k_dim_data() + at;
         a16.v_pairs = keys_bf16->v_data() + at;
         a16.k_key_pairs = keys_bf16->k_key_data() + at;
@@ -460,7 +569,7 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
         a16.dv_t = dv;
         a16.scratch = dv + kBlockK * pd;
       } else {
-        const std::int64_t slot = keys->slot(layout, g, b, kt);
+        const std::int64_t slot = keys->slot(g, b, kt);
         a.k_cols = keys->k_cols.data() + slot * keys->cols_size;
         a.k_rows = keys->k_rows.data() + slot * keys->rows_size;
         a.v_cols = keys->v_cols.data() + slot * keys->cols_size;

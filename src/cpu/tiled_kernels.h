@@ -18,6 +18,17 @@ namespace tileflash::cpu::tiled {
 inline constexpr std::int64_t kBlockQ = 96;
 inline constexpr std::int64_t kBlockK = 96;
 
+// The key tiles [begin, end) that any row of query tile [row0, row0 + rows) may attend
+// (empty when begin >= end); the kernels visit these and the driver packs these.
+struct KeyTileRange {
+  std::int64_t begin, end;
+};
+
+inline KeyTileRange key_tiles_of(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows) {
+  const std::int64_t first = mask.first_col(row0), end = mask.end_col(row0 + rows - 1);
+  return {first / kBlockK, (end + kBlockK - 1) / kBlockK};
+}
+
 // The logit terms of one (sequence, query head) besides the scaled product.
 struct Logits {
   detail::BandMask mask;

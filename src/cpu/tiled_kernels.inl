@@ -100,6 +100,28 @@ TILEFLASH_TARGET bool tile_inside_band(const detail::BandMask& mask, std::int64_
   return mask.first_col(row0 + rows - 1) <= col0 && mask.end_col(row0) >= col0 + kBlockK;
 }
 
+// The columns [begin, end) of key tile col0 that row i may attend.
+struct ColumnRange {
+  std::int64_t begin, end;
+};
+
+// The band leaves each row one interval of columns: masking a row is two fills, not a
+// test per element (diagonal and remainder tiles are common).
+TILEFLASH_TARGET ColumnRange band_columns(const detail::BandMask& mask, std::int64_t i, std::int64_t col0) {
+  const std::int64_t begin = std::clamp<std::int64_t>(mask.first_col(i) - col0, 0, kBlockK);
+  return {begin, std::clamp<std::int64_t>(mask.end_col(i) - col0, begin, kBlockK)};
+}
+
+// Sets the entries of a (rows x kBlockK) tile s outside the band to -inf.
+TILEFLASH_TARGET void mask_outside_band(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows,
+                                        std::int64_t col0, float* s) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const ColumnRange band = band_columns(mask, row0 + r, col0);
+    std::fill(s + r * kBlockK, s + r * kBlockK + band.begin, kNegInf);
+    std::fill(s + r * kBlockK + band.end, s + (r + 1) * kBlockK, kNegInf);
+  }
+}
+
 // Applies softcap, bias, ALiBi and the mask to a (rows x kBlockK) tile of scaled products
 // s (row stride kBlockK); masked entries become -inf. With `tanh_out`, stores
 // tanh(s / softcap) for the backward's chain rule.
@@ -107,15 +129,14 @@ TILEFLASH_TARGET void apply_logit_terms(const Logits& lg, std::int64_t row0, std
                                         float* s, float* tanh_out) {
   const bool plain = lg.softcap <= 0.0f && !lg.bias.defined() && !lg.has_alibi;
   if (plain && tile_inside_band(lg.mask, row0, rows, col0)) return;
+  mask_outside_band(lg.mask, row0, rows, col0, s);
+  if (plain) return;
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int64_t i = row0 + r;
     float* row = s + r * kBlockK;
-    for (std::int64_t cc = 0; cc < kBlockK; ++cc) {
+    const ColumnRange band = band_columns(lg.mask, i, col0);
+    for (std::int64_t cc = band.begin; cc < band.end; ++cc) {
       const std::int64_t j = col0 + cc;
-      if (!lg.mask.allowed(i, j)) {
-        row[cc] = kNegInf;
-        continue;
-      }
       float x = row[cc];
       if (lg.softcap > 0.0f) {
         const float t = std::tanh(x / lg.softcap);
@@ -219,16 +240,6 @@ TILEFLASH_TARGET void finish_softmax(const Logits& lg, std::int64_t rows, std::i
     for (std::int64_t c = 0; c < pd; c += Vec::width) (Vec::load(o + c) * inv).store(o + c);
     lse[r] = st.row_max[r] + std::log(st.row_sum[r]);
   }
-}
-
-// The key tiles [begin, end) that any row of query tile [row0, row0 + rows) may attend.
-struct KeyTileRange {
-  std::int64_t begin, end;
-};
-
-TILEFLASH_TARGET KeyTileRange key_tiles_of(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows) {
-  const std::int64_t first = mask.first_col(row0), end = mask.end_col(row0 + rows - 1);
-  return {first / kBlockK, (end + kBlockK - 1) / kBlockK};
 }
 
 TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {

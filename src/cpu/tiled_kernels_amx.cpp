@@ -160,18 +160,22 @@ TILEFLASH_TARGET void round_row_pairs(const float* x, std::uint16_t* pairs) {
     }
 }
 
-// softmax_step for a tile of unscaled products that needs no logit term, mask or dropout
-// (most tiles): the scale rides on the exponent's argument (exp(scale s - max), max taken
-// over the unscaled products, scale > 0), and P goes to bf16 straight from the exp.
-TILEFLASH_TARGET void plain_softmax_step(std::int64_t rows, float scale, const float* s, std::uint16_t* p,
+// softmax_step for a tile of unscaled products that needs no logit term or dropout, only
+// the band mask (every tile without softcap, bias, ALiBi or dropout): the scale rides on
+// the exponent's argument (exp(scale s - max), max taken over the unscaled products,
+// scale > 0, so a masked -inf stays -inf), and P goes to bf16 straight from the exp.
+TILEFLASH_TARGET void plain_softmax_step(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows,
+                                         std::int64_t col0, float scale, float* s, std::uint16_t* p,
                                          const SoftmaxState& st) {
   constexpr int W = Vec::width;
+  if (!tile_inside_band(mask, row0, rows, col0)) mask_outside_band(mask, row0, rows, col0, s);
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* row = s + r * kBlockK;
     Vec vmax = Vec::load(row);
     for (std::int64_t c = W; c < kBlockK; c += W) vmax = max(vmax, Vec::load(row + c));
     st.new_max[r] = std::max(st.row_max[r], vmax.reduce_max() * scale);
-    st.shift[r] = st.new_max[r];
+    // A row that has seen no key yet shifts by 0: exp(-inf - 0) = 0, not NaN.
+    st.shift[r] = st.new_max[r] == kNegInf ? 0.0f : st.new_max[r];
   }
   rescale_statistics(st);
   const __m512 vscale = _mm512_set1_ps(scale);
@@ -207,8 +211,8 @@ TILEFLASH_TARGET void forward_tile_bf16(const ForwardTileBf16Args& a) {
   for (std::int64_t kt = tiles.begin; kt < tiles.end; ++kt) {
     const std::int64_t col0 = kt * kBlockK;
     multiply(kBlockQ, kBlockK, pd, a.q, pd, a.k_pairs + kt * pd * kBlockK, s, kBlockK, false);
-    if (no_terms && tile_inside_band(lg.mask, a.row0, a.rows, col0)) {
-      plain_softmax_step(a.rows, a.scale, s, p, st);
+    if (no_terms) {
+      plain_softmax_step(lg.mask, a.row0, a.rows, col0, a.scale, s, p, st);
     } else {
       for (std::int64_t i = 0; i < a.rows * kBlockK; i += W) (Vec::load(s + i) * scale).store(s + i);
       softmax_step(lg, a.row0, a.rows, col0, s, st);
