@@ -8,6 +8,7 @@
 
 #include "cuda/sm80/launch.h"
 #include "cuda/sm80/launch_args.h"
+#include "cuda/sm90/launch.h"
 #include "tileflash/error.h"
 
 namespace tileflash::cuda {
@@ -56,10 +57,12 @@ int device_count() {
   return count;
 }
 
+// The Hopper kernel where it takes the call, else the Ampere-class one, which covers every
+// feature (so the sm90 path's reasons for declining are never errors).
 std::string select_forward(const ForwardParams& params, const detail::Problem& problem) {
   const std::string reason = sm80::forward_unsupported_reason(params, problem);
   if (!reason.empty()) throw_unsupported(reason);
-  return "sm80";
+  return sm90::forward_unsupported_reason(params, problem).empty() ? "sm90" : "sm80";
 }
 
 std::string select_backward(const BackwardParams& params, const detail::Problem& problem) {
@@ -68,10 +71,12 @@ std::string select_backward(const BackwardParams& params, const detail::Problem&
   return "sm80";
 }
 
-void forward(const ForwardParams& params, const detail::Problem& problem, const std::string&) {
+void forward(const ForwardParams& params, const detail::Problem& problem, const std::string& kernel) {
   check_device(params.q.device_index);
   DeviceGuard guard(params.q.device_index);
-  sm80::run_forward(params, problem, static_cast<cudaStream_t>(params.cuda_stream));
+  const auto stream = static_cast<cudaStream_t>(params.cuda_stream);
+  if (kernel == "sm90") sm90::run_forward(params, problem, stream);
+  else sm80::run_forward(params, problem, stream);
 }
 
 void backward(const BackwardParams& params, const detail::Problem& problem, const std::string&) {

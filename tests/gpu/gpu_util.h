@@ -137,23 +137,49 @@ inline KernelChoice forward_on_gpu(const ForwardParams& host) {
 
 // Sets TILEFLASH_SMEM_LIMIT_BYTES for its lifetime (the CUDA launchers read it at every
 // launch), so the tiles of GPUs with less shared memory run here; restores the old value.
-class SharedMemoryCap {
+// Sets an environment variable the library reads at every call for one scope, then
+// restores it.
+class ScopedEnvironment {
  public:
-  explicit SharedMemoryCap(int bytes) {
-    if (const char* old = std::getenv(kVariable)) previous_ = old;
-    setenv(kVariable, std::to_string(bytes).c_str(), 1);
+  ScopedEnvironment(const char* variable, const std::string& value) : variable_(variable) {
+    if (const char* old = std::getenv(variable)) previous_ = old;
+    setenv(variable, value.c_str(), 1);
   }
-  ~SharedMemoryCap() {
-    if (previous_.empty()) unsetenv(kVariable);
-    else setenv(kVariable, previous_.c_str(), 1);
+  ~ScopedEnvironment() {
+    if (previous_.empty()) unsetenv(variable_);
+    else setenv(variable_, previous_.c_str(), 1);
   }
-  SharedMemoryCap(const SharedMemoryCap&) = delete;
-  SharedMemoryCap& operator=(const SharedMemoryCap&) = delete;
+  ScopedEnvironment(const ScopedEnvironment&) = delete;
+  ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
 
  private:
-  static constexpr const char* kVariable = "TILEFLASH_SMEM_LIMIT_BYTES";
+  const char* variable_;
   std::string previous_;
 };
+
+// The Ampere-class tiles of a GPU with less shared memory per block.
+struct SharedMemoryCap : ScopedEnvironment {
+  explicit SharedMemoryCap(int bytes) : ScopedEnvironment("TILEFLASH_SMEM_LIMIT_BYTES", std::to_string(bytes)) {}
+};
+
+// Every call on the Ampere-class kernels, also on a Hopper GPU.
+struct AmperePathOnly : ScopedEnvironment {
+  AmperePathOnly() : ScopedEnvironment("TILEFLASH_FORCE_SM80", "1") {}
+};
+
+// Whether the selector should pick the Hopper kernels here: an sm_90 device, a build
+// with sm_90a code (TILEFLASH_TESTS_WITH_SM90) and the Ampere-class path not forced.
+inline bool hopper_path_active() {
+#if TILEFLASH_TESTS_WITH_SM90
+  int major = 0, minor = 0;
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0), "cudaDeviceGetAttribute");
+  check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0), "cudaDeviceGetAttribute");
+  const char* forced = std::getenv("TILEFLASH_FORCE_SM80");
+  return major == 9 && minor == 0 && !(forced != nullptr && std::string(forced) == "1");
+#else
+  return false;
+#endif
+}
 
 }  // namespace tileflash::testing::gpu
 

@@ -41,6 +41,25 @@ bool supported_on_gpu(AttentionCase& c) {
   return false;
 }
 
+// The kernel the selector must pick: the Hopper one on sm_90 for everything but the logit
+// extras (softcap, bias, ALiBi, dropout), which stay on the Ampere-class kernel.
+std::string expected_forward_kernel(const CaseConfig& c) {
+  const bool extras = c.softcap > 0.0f || c.bias != CaseConfig::Bias::none || c.alibi != CaseConfig::Alibi::none ||
+                      c.dropout_p > 0.0f || (c.softmax_scale && !(*c.softmax_scale > 0.0f));
+  return gpu::hopper_path_active() && !extras ? "sm90" : "sm80";
+}
+
+// Runs `check` with the kernels the selector picks and, on a Hopper GPU, again with the
+// Ampere-class kernels forced, so one GPU tests both paths.
+template <class Check>
+void on_each_forward_path(Check&& check) {
+  check();
+  if (gpu::hopper_path_active()) {
+    const gpu::AmperePathOnly ampere;
+    check();
+  }
+}
+
 // GPU result, same-precision standard attention and fp64 reference, under the tolerance
 // rule; every output element must have been written (the poison is NaN).
 void expect_gpu_matches_reference(const CaseConfig& config, std::uint64_t seed) {
@@ -48,7 +67,8 @@ void expect_gpu_matches_reference(const CaseConfig& config, std::uint64_t seed) 
   if (!supported_on_gpu(c)) return;
   AttentionCase exact = c.converted(DType::float64);
   AttentionOutputs result = c.new_outputs(), baseline = c.new_outputs(), reference = exact.new_outputs();
-  EXPECT_EQ(gpu::forward_on_gpu(c.forward_params(result, Backend::cuda)).kernel, "sm80");
+  EXPECT_EQ(gpu::forward_on_gpu(c.forward_params(result, Backend::cuda)).kernel, expected_forward_kernel(config))
+      << config.describe();
   standard_attention_forward(c.forward_params(baseline, Backend::reference));
   forward(exact.forward_params(reference, Backend::reference));
   EXPECT_TRUE(within_tolerance("out", result.out, baseline.out, reference.out, config.dtype)) << config.describe();
@@ -59,14 +79,17 @@ void expect_gpu_matches_reference(const CaseConfig& config, std::uint64_t seed) 
 TEST(CudaForward, ShapeGrid) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 100;
-  for (DType dtype : {DType::bfloat16, DType::float16})
-    for (const CaseConfig& c : gpu::shape_grid_cases(dtype, {8, 40, 64, 80, 96, 128, 200, 256}))
-      expect_gpu_matches_reference(c, ++seed);
+  on_each_forward_path([&] {
+    for (DType dtype : {DType::bfloat16, DType::float16})
+      for (const CaseConfig& c : gpu::shape_grid_cases(dtype, {8, 40, 64, 80, 96, 128, 200, 256}))
+        expect_gpu_matches_reference(c, ++seed);
+  });
 }
 
 TEST(CudaForward, EveryFeature) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 200;
+  on_each_forward_path([&] {
   for (DType dtype : {DType::bfloat16, DType::float16})
     for (std::int64_t head_dim : {64, 80, 128}) {
       const CaseConfig base = gpu::base_case(dtype, head_dim);
@@ -88,6 +111,7 @@ TEST(CudaForward, EveryFeature) {
       });
       for (const CaseConfig& c : cases) expect_gpu_matches_reference(c, ++seed);
     }
+  });
 }
 
 // The tiles of sm_86/89/120 (99 KiB of shared memory per block) and of sm_80 (163 KiB),
@@ -96,6 +120,7 @@ TEST(CudaForward, EveryFeature) {
 TEST(CudaForward, SmallerSharedMemoryTiles) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 900;
+  const gpu::AmperePathOnly ampere;
   for (int cap : {99 * 1024, 163 * 1024}) {
     gpu::SharedMemoryCap limit(cap);
     for (DType dtype : {DType::bfloat16, DType::float16})
@@ -148,17 +173,19 @@ TEST(CudaForward, DropoutMaskIsBitIdenticalToCpu) {
 
 TEST(CudaForward, RunsAreBitwiseRepeatable) {
   SKIP_WITHOUT_GPU();
-  CaseConfig config = gpu::base_case(DType::bfloat16, 128);
-  config.causal = true;
-  config.dropout_p = 0.1f;
-  AttentionCase c(config, 400);
-  if (!supported_on_gpu(c)) return;
-  AttentionOutputs first = c.new_outputs(), second = c.new_outputs();
-  gpu::forward_on_gpu(c.forward_params(first, Backend::cuda));
-  gpu::forward_on_gpu(c.forward_params(second, Backend::cuda));
-  ASSERT_EQ(first.out.bytes(), second.out.bytes());
-  EXPECT_EQ(std::memcmp(first.out.data(), second.out.data(), first.out.bytes()), 0);
-  EXPECT_EQ(std::memcmp(first.lse.data(), second.lse.data(), first.lse.bytes()), 0);
+  for (float dropout_p : {0.1f, 0.0f}) {  // the Ampere-class kernel, and the Hopper one on sm_90
+    CaseConfig config = gpu::base_case(DType::bfloat16, 128);
+    config.causal = true;
+    config.dropout_p = dropout_p;
+    AttentionCase c(config, 400);
+    if (!supported_on_gpu(c)) return;
+    AttentionOutputs first = c.new_outputs(), second = c.new_outputs();
+    gpu::forward_on_gpu(c.forward_params(first, Backend::cuda));
+    gpu::forward_on_gpu(c.forward_params(second, Backend::cuda));
+    ASSERT_EQ(first.out.bytes(), second.out.bytes());
+    EXPECT_EQ(std::memcmp(first.out.data(), second.out.data(), first.out.bytes()), 0) << config.describe();
+    EXPECT_EQ(std::memcmp(first.lse.data(), second.lse.data(), first.lse.bytes()), 0) << config.describe();
+  }
 }
 
 // The error a cuda call raises, or "" when it ran.
@@ -272,6 +299,7 @@ TEST(CudaForward, LongSequence128k) {
 TEST(CudaForwardSanitizer, SmallGrid) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 800;
+  on_each_forward_path([&] {
   for (std::int64_t head_dim : {40, 64, 128, 256}) {
     CaseConfig c = gpu::base_case(DType::bfloat16, head_dim);
     c.seq_q = 70;
@@ -288,7 +316,12 @@ TEST(CudaForwardSanitizer, SmallGrid) {
     c.seqlens_k = {1, 20, 130};
     c.bias = CaseConfig::Bias::none;
     expect_gpu_matches_reference(c, ++seed);
+    c.alibi = CaseConfig::Alibi::none;
+    c.softcap = 0.0f;
+    c.dropout_p = 0.0f;
+    expect_gpu_matches_reference(c, ++seed);
   }
+  });
 }
 
 #else

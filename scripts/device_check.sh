@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# One call on the lent GPU machine for the CUDA forward kernels: build for sm_90 (the
+# Ampere-class kernels and the Hopper sm_90a ones), then the steps asked for. Logs go to
+# $OUT (the device tool's folder); the last lines printed are short tables.
+#   sass       registers, spills and the Hopper instructions (HGMMA, UTMALDG) of the sm90 kernels
+#   tests      the CudaForward GPU tests (both paths: the selector's pick and sm80 forced)
+#   timing     tileflash-bench forward on the ANCHORS grid, cuda (auto: sm90), cuda with
+#              sm80 forced and cudnn in one run; GRID_SEQ / GRID_HEAD_DIMS narrow it
+#   profile    Nsight Compute on one sm90 launch per head dim (seq 4096, non-causal)
+#   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grid
+# Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [sanitizer]
+#   (default: sass tests timing)
+# Environment: TILEFLASH_HEAD_DIMS (default "64;128;256"). GoogleTest: the system's, else
+# sources carried in .carry/googletest (ignored by git).
+set -uo pipefail
+OUT=${OUT:-/tmp/tileflash-device}
+mkdir -p "$OUT"
+steps=${*:-sass tests timing}
+build=build-device
+{ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,memory.total --format=csv; nvcc --version | tail -2; } 2>&1 |
+  tee "$OUT/device.txt"
+
+gtest_prefix=""
+if [ ! -f /usr/lib/x86_64-linux-gnu/libgtest.a ] && [ ! -f /usr/local/lib/libgtest.a ] && [ -d .carry/googletest ]; then
+  cmake -S .carry/googletest -B /tmp/gtest-build -G Ninja -DCMAKE_INSTALL_PREFIX=/tmp/gtest -DBUILD_GMOCK=OFF \
+    > "$OUT/gtest.log" 2>&1 && ninja -C /tmp/gtest-build install >> "$OUT/gtest.log" 2>&1 || { tail -20 "$OUT/gtest.log"; exit 1; }
+  gtest_prefix="-DCMAKE_PREFIX_PATH=/tmp/gtest"
+fi
+
+cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEFLASH_CUDA=ON -DTILEFLASH_CUDA_ARCHS=90 \
+  "-DTILEFLASH_HEAD_DIMS=${TILEFLASH_HEAD_DIMS:-64;128;256}" $gtest_prefix -DCMAKE_CUDA_FLAGS=-Xptxas=-v \
+  > "$OUT/build.log" 2>&1 &&
+  ninja -C $build -j16 tileflash_tests tileflash-bench >> "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
+
+grid=(--dtype bf16 --head-dim "${GRID_HEAD_DIMS:-64,128,256}" --hidden 2048 --tokens 16384
+      --seq "${GRID_SEQ:-1024,2048,4096,8192,16384}" --causal both --direction fwd --reps 20 --warmup 5)
+for step in $steps; do
+  case $step in
+    sass)
+      grep -A2 "Compiling entry function '.*sm90.*forward_kernel" "$OUT/build.log" | grep -E "registers|spill" |
+        sort | uniq -c
+      for object in $build/src/cuda/CMakeFiles/tileflash_cuda_sm90.dir/generated/*.o; do
+        cuobjdump --dump-sass "$object" > "$OUT/$(basename "$object").sass" 2>&1
+        printf '%s: ' "$(basename "$object")"
+        for op in HGMMA UTMALDG SYNCS USETMAXREG LDL STL; do printf '%s=%s ' $op "$(grep -c "$op" "$OUT/$(basename "$object").sass")"; done
+        echo
+      done
+      ;;
+    tests)
+      timeout 400 $build/tests/tileflash_tests --gtest_filter='CudaForward*' > "$OUT/tests.log" 2>&1
+      echo "tests rc=$?"; grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is" "$OUT/tests.log" | head -40
+      ;;
+    timing)
+      timeout 200 $build/bench/tileflash-bench --backends cuda,cudnn "${grid[@]}" --csv "$OUT/timing_auto.csv" \
+        > "$OUT/timing_auto.log" 2>&1
+      echo "timing rc=$?"
+      TILEFLASH_FORCE_SM80=1 timeout 150 $build/bench/tileflash-bench --backends cuda "${grid[@]}" \
+        --csv "$OUT/timing_sm80.csv" > "$OUT/timing_sm80.log" 2>&1
+      python3 - "$OUT/timing_auto.csv" "$OUT/timing_sm80.csv" <<'PY'
+import csv, sys
+rows = {}
+for path in sys.argv[1:]:
+    for r in csv.DictReader(line for line in open(path) if not line.startswith("#")):
+        key = (int(r["head_dim"]), r["causal"], int(r["seq_q"]))
+        rows.setdefault(key, {})[r["backend"] + ":" + r["kernel"]] = float(r["tflops"])
+print("d  causal  seq    sm90  sm80  cudnn  sm90/cudnn  sm90/sm80")
+for key in sorted(rows):
+    t = rows[key]
+    sm90 = next((v for k, v in t.items() if k.startswith("cuda:sm90")), float("nan"))
+    sm80 = next((v for k, v in t.items() if k.startswith("cuda:sm80")), float("nan"))
+    cudnn = next((v for k, v in t.items() if k.startswith("cudnn")), float("nan"))
+    print(f"{key[0]:<3}{key[1]:<8}{key[2]:<6}{sm90:6.0f}{sm80:6.0f}{cudnn:7.0f}{sm90 / cudnn:10.2f}{sm90 / sm80:10.2f}")
+PY
+      ;;
+    profile)
+      for d in 128 256; do
+        timeout 120 ncu --clock-control none -k regex:sm90.*forward_kernel -s 3 -c 1 --section SpeedOfLight \
+          --section WarpStateStats --section ComputeWorkloadAnalysis --section Occupancy \
+          $build/bench/tileflash-bench --backends cuda --dtype bf16 --head-dim $d --hidden 2048 --tokens 16384 \
+          --seq 4096 --direction fwd --reps 1 --warmup 3 > "$OUT/ncu_d$d.txt" 2>&1
+        grep -E "Duration|Throughput|Stall|Warp Cycles|Issued|Pipe" "$OUT/ncu_d$d.txt" | head -30
+      done
+      ;;
+    sanitizer)
+      for tool in memcheck racecheck synccheck; do
+        timeout 200 compute-sanitizer --tool $tool --error-exitcode 9 $build/tests/tileflash_tests \
+          --gtest_filter='CudaForwardSanitizer.*' > "$OUT/sanitizer_$tool.log" 2>&1
+        echo "$tool rc=$?"; tail -3 "$OUT/sanitizer_$tool.log"
+      done
+      ;;
+  esac
+done

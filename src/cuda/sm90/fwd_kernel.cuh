@@ -1,0 +1,238 @@
+// The Hopper FlashAttention forward kernel (sm_90a): TMA loads completing on mbarriers,
+// wgmma from shared memory, producer/consumer warp specialisation.
+//
+// One block computes kBlockM query rows of one (batch, head). Warpgroup 0 is the
+// producer: one thread issues every TMA copy (Q once, then K and V tiles through a ring
+// of kStages slots, each with a "full" barrier the copy completes and an "empty" barrier
+// the consumers release). The other warpgroups are consumers, 64 query rows each: per key
+// tile S = Q K^T (wgmma, both operands in shared memory), the band mask and the online
+// softmax in registers (shared with the Ampere-class kernel: wgmma's accumulator layout
+// per warp is mma.sync's), then O += P V with P straight from registers.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/attention_math.h"
+#include "cuda/common/fragment.cuh"
+#include "cuda/common/mask.cuh"
+#include "cuda/common/softmax.cuh"
+#include "cuda/common/tile_scheduler.cuh"
+#include "cuda/sm80/launch_args.h"
+#include "cuda/sm90/fwd_launch.h"
+#include "cuda/sm90/hopper.cuh"
+#include "cuda/sm90/wgmma_generated.cuh"
+
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "the sm90 kernels use wgmma and setmaxnreg: compile them for sm_90a only (src/cuda/CMakeLists.txt)"
+#endif
+
+namespace tileflash::cuda::sm90 {
+
+// Shared memory of one block: Q, kStages K slots, kStages V slots (each as 64-column
+// swizzle atoms, 1024-byte aligned), then the barriers.
+template <class Tile>
+struct ForwardSharedMemory {
+  unsigned char* base;
+
+  __device__ unsigned char* q() const { return base; }
+  __device__ unsigned char* k(int stage) const { return base + Tile::kQBytes + stage * Tile::kKVBytes; }
+  __device__ unsigned char* v(int stage) const {
+    return base + Tile::kQBytes + (Tile::kStages + stage) * Tile::kKVBytes;
+  }
+  __device__ std::uint64_t* barriers() const {
+    return reinterpret_cast<std::uint64_t*>(base + Tile::kQBytes + 2 * Tile::kStages * Tile::kKVBytes);
+  }
+  __device__ std::uint64_t* q_full() const { return barriers(); }
+  __device__ std::uint64_t* k_full(int stage) const { return barriers() + 1 + stage; }
+  __device__ std::uint64_t* k_empty(int stage) const { return barriers() + 1 + Tile::kStages + stage; }
+  __device__ std::uint64_t* v_full(int stage) const { return barriers() + 1 + 2 * Tile::kStages + stage; }
+  __device__ std::uint64_t* v_empty(int stage) const { return barriers() + 1 + 3 * Tile::kStages + stage; }
+};
+
+// The i-th key tile a block visits sits in ring slot i % kStages; its barriers are on
+// their (i / kStages)-th phase.
+template <int kStages>
+struct RingPosition {
+  int stage = 0;
+  std::uint32_t parity = 0;
+  __device__ __forceinline__ void advance() {
+    if (++stage == kStages) {
+      stage = 0;
+      parity ^= 1u;
+    }
+  }
+};
+
+// Loads one (rows x kHeadDim) tile as kAtoms boxes of 64 columns, all completing on `full`.
+template <class Tile, int kRows>
+__device__ __forceinline__ void load_tile(unsigned char* smem, const CUtensorMap* map, std::uint64_t* full, int row,
+                                          int head, int batch) {
+  mbarrier_arrive_expect_bytes(full, kRows * Tile::kHeadDim * 2);
+#pragma unroll
+  for (int atom = 0; atom < Tile::kAtoms; ++atom)
+    tma_load_4d(smem + atom * kRows * 128, map, full, 64 * atom, row, head, batch);
+}
+
+template <class Tile, class Element, bool kHeavyFirst>
+__global__ void __launch_bounds__(Tile::kThreads, 1)
+    forward_kernel(const __grid_constant__ ForwardTensorMaps maps, const sm80::AttentionArgs args) {
+  constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN, kHeadDim = Tile::kHeadDim;
+  constexpr int kStages = Tile::kStages;
+
+  extern __shared__ unsigned char shared_bytes[];
+  // The swizzle atoms must start on 1024-byte boundaries (kSharedBytes has the slack).
+  const std::uint32_t misalignment = ptx::smem_address(shared_bytes) % kSwizzleGroupBytes;
+  const ForwardSharedMemory<Tile> smem{shared_bytes + (misalignment == 0 ? 0 : kSwizzleGroupBytes - misalignment)};
+
+  const int head = scheduled_head<kHeavyFirst>();
+  const int batch = scheduled_batch<kHeavyFirst>();
+  const SequenceSlice seq = sequence_slice(args, batch);
+  const int m_block = scheduled_m_block<kHeavyFirst>(args.window_right >= 0);
+  const int row_begin = m_block * kBlockM;
+  if (row_begin >= seq.seq_q) return;
+  const int rows_valid = seq.seq_q - row_begin < kBlockM ? seq.seq_q - row_begin : kBlockM;
+
+  const detail::BandMask mask{seq.seq_q, seq.seq_k, args.window_left, args.window_right};
+  const KeyTileRange keys = key_tiles_for_rows<kBlockN>(mask, row_begin, row_begin + rows_valid);
+  // Varlen tensors are one packed batch entry addressed by row; fixed-length ones by batch.
+  const int tma_batch = args.cu_seqlens_q != nullptr ? 0 : batch;
+
+  const int warpgroup = static_cast<int>(threadIdx.x / 128);
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (threadIdx.x == 0) {
+    mbarrier_init(smem.q_full(), 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(smem.k_full(s), 1);
+      mbarrier_init(smem.v_full(s), 1);
+      mbarrier_init(smem.k_empty(s), Tile::kConsumerWarps);
+      mbarrier_init(smem.v_empty(s), Tile::kConsumerWarps);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    release_registers<Tile::kProducerRegisters>();
+    if (threadIdx.x != 0 || keys.empty()) return;
+    prefetch_tensor_map(&maps.q);
+    prefetch_tensor_map(&maps.k);
+    prefetch_tensor_map(&maps.v);
+    const int kv_head = head / (args.heads_q / args.heads_kv);
+    load_tile<Tile, kBlockM>(smem.q(), &maps.q, smem.q_full(), seq.q_begin + row_begin, head, tma_batch);
+    // Key tiles last to first, as the consumers visit them; K and V have their own slots
+    // so the next K can land while this V is still being read.
+    RingPosition<kStages> slot;
+    for (int n = keys.end - 1; n >= keys.begin; --n, slot.advance()) {
+      const int key_row = seq.k_begin + n * kBlockN;
+      mbarrier_wait(smem.k_empty(slot.stage), slot.parity ^ 1u);
+      load_tile<Tile, kBlockN>(smem.k(slot.stage), &maps.k, smem.k_full(slot.stage), key_row, kv_head, tma_batch);
+      mbarrier_wait(smem.v_empty(slot.stage), slot.parity ^ 1u);
+      load_tile<Tile, kBlockN>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage), key_row, kv_head, tma_batch);
+    }
+    return;
+  }
+
+  claim_registers<Tile::kConsumerRegisters>();
+  const int consumer = warpgroup - 1;
+  const int warp_row0 = 64 * consumer + 16 * (static_cast<int>(threadIdx.x / 32) % 4);
+  const float to_log2 = args.scale * kLog2e;
+
+  AccumulatorTile<1, kHeadDim / 8> out;
+  out.fill(0.0f);
+  OnlineSoftmax<1> softmax;
+  softmax.init();
+
+  if (!keys.empty()) {
+    mbarrier_wait(smem.q_full(), 0);
+    const std::uint32_t q_rows = ptx::smem_address(smem.q()) + 64 * consumer * 128;
+    RingPosition<kStages> slot;
+    for (int n = keys.end - 1; n >= keys.begin; --n, slot.advance()) {
+      AccumulatorTile<1, kBlockN / 8> scores;
+      const std::uint32_t k_tile = ptx::smem_address(smem.k(slot.stage));
+      mbarrier_wait(smem.k_full(slot.stage), slot.parity);
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+        const std::uint32_t offset = 32 * (ks % 4);
+        Wgmma<Element, kBlockN>::ss(scores, k_major_descriptor(q_rows + (ks / 4) * kBlockM * 128 + offset),
+                                    k_major_descriptor(k_tile + (ks / 4) * kBlockN * 128 + offset), ks > 0);
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      pin_accumulators(scores);
+      // This warp's share of the warpgroup's reads of the K slot is complete.
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(smem.k_empty(slot.stage));
+
+      if (keys.needs_mask(n)) apply_band_mask(scores, mask, row_begin + warp_row0, static_cast<std::int64_t>(n) * kBlockN);
+      softmax.update(scores, out, to_log2);
+      std::uint32_t p[kBlockN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p[kk]);
+
+      const std::uint32_t v_tile = ptx::smem_address(smem.v(slot.stage));
+      mbarrier_wait(smem.v_full(slot.stage), slot.parity);
+      pin_accumulators(out);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk)
+        Wgmma<Element, kHeadDim>::rs(out, p[kk], n_major_descriptor(v_tile + kk * 16 * 128, kBlockN * 128), 1);
+      wgmma_commit();
+      wgmma_wait<0>();
+      pin_accumulators(out);
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(smem.v_empty(slot.stage));
+    }
+  }
+
+  // Epilogue: normalise and store each lane's pairs of columns; head-dim columns past
+  // head_dim (zero-filled by TMA) and rows past the sequence end are not written.
+  softmax.finalize();
+  const int group = lane_group(), pair = 2 * lane_in_group();
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = warp_row0 + 8 * h + group;
+    if (row >= rows_valid) continue;
+    const float factor = softmax.output_scale(h, 1.0f);
+    Element* const dst = row_pointer<Element>(args.out, batch, seq.q_begin + row_begin + row, head);
+#pragma unroll
+    for (int di = 0; di < kHeadDim / 8; ++di) {
+      const int col = 8 * di + pair;
+      if (col < args.head_dim)
+        *reinterpret_cast<std::uint32_t*>(dst + col) =
+            ptx::pack2<Element>(out.value[0][di][2 * h] * factor, out.value[0][di][2 * h + 1] * factor);
+    }
+    if (args.lse != nullptr && pair == 0)
+      args.lse[batch * args.lse_batch_stride + head * args.lse_head_stride +
+               static_cast<std::int64_t>(seq.q_begin + row_begin + row) * args.lse_row_stride] =
+          softmax.log_sum_exp(h, to_log2);
+  }
+}
+
+template <int kHeadDimTile, class Element>
+void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream) {
+  using Tile = ForwardTile<kHeadDimTile>;
+  const std::int64_t m_blocks = (args.seq_q + Tile::kBlockM - 1) / Tile::kBlockM;
+  if (m_blocks == 0 || args.batch == 0) return;
+  ForwardTensorMaps maps;
+  maps.q = make_tensor_map(args.q, geometry, geometry.rows_q, geometry.heads_q, Tile::kBlockM);
+  maps.k = make_tensor_map(args.k, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
+  maps.v = make_tensor_map(args.v, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
+  const auto m = static_cast<unsigned>(m_blocks), heads = static_cast<unsigned>(args.heads_q),
+             batch = static_cast<unsigned>(args.batch);
+  const auto launch = [&](auto kernel, dim3 grid) {
+    sm80::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
+                     "setting the sm90 forward kernel's shared-memory size");
+    kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(maps, args);
+    sm80::check_cuda(cudaGetLastError(), "launching the sm90 forward kernel");
+  };
+  // Causal: every head's heaviest row blocks first (tile_scheduler.cuh).
+  if (args.window_right >= 0 && m_blocks <= 65535)
+    return launch(forward_kernel<Tile, Element, true>, dim3(heads, batch, m));
+  launch(forward_kernel<Tile, Element, false>, dim3(m, heads, batch));
+}
+
+}  // namespace tileflash::cuda::sm90

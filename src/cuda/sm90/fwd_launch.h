@@ -1,0 +1,77 @@
+// Tile shapes of the Hopper forward kernel and the head-dim tiles compiled into this build.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/sm80/launch_args.h"
+
+namespace tileflash::cuda::sm90 {
+
+// Q, K and V as TMA tensor maps over (head_dim, rows, heads, batch), boxes of 64 columns
+// with the 128-byte swizzle; kernel parameters (__grid_constant__), so no copy to device
+// memory is needed.
+struct ForwardTensorMaps {
+  CUtensorMap q, k, v;
+};
+
+// 128 query rows per block, 64 per consumer warpgroup. Key tiles of 128 rows up to head
+// dim 128 (S and O take 64 + 64 fp32 registers per thread), 64 at 256 (O alone takes
+// 128). As many K/V slots as fit next to Q in 227 KiB, at most 3.
+template <int kHeadDimTile>
+struct ForwardTile {
+  static constexpr int kHeadDim = kHeadDimTile;
+  static constexpr int kBlockM = 128;
+  static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 64;
+  static constexpr int kStages = kHeadDim <= 64 ? 3 : 2;
+  static constexpr int kConsumerWarpgroups = kBlockM / 64;
+  static constexpr int kConsumerWarps = 4 * kConsumerWarpgroups;
+  static constexpr int kThreads = 128 * (kConsumerWarpgroups + 1);
+  static constexpr int kAtoms = kHeadDim / 64;  // 64-column swizzle atoms per row
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
+  static constexpr int kKVBytes = kBlockN * kHeadDim * 2;
+  // 1024 bytes of alignment slack, then the tiles, then (1 + 4 * kStages) barriers.
+  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (1 + 4 * kStages);
+  // setmaxnreg: the producer needs few registers, the consumers hold S, P and O.
+  static constexpr int kProducerRegisters = 40;
+  static constexpr int kConsumerRegisters = 232;
+
+  static_assert(kHeadDim % 64 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are 64, 128, 192 or 256");
+  static_assert(kSharedBytes <= 227 * 1024, "sm90 forward tile exceeds the shared memory of a block");
+  static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumerWarpgroups <= 65536,
+                "register reallocation exceeds the register file");
+};
+
+// What the tensor maps of one call are built from; the box sizes come from the tile.
+struct TensorMapGeometry {
+  bool float16 = false;
+  std::int64_t head_dim = 0, rows_q = 0, rows_k = 0, heads_q = 0, heads_kv = 0;
+  std::int64_t batch = 0;  // 1 for varlen: the packed tensors are one entry of total rows
+};
+
+CUtensorMap make_tensor_map(const sm80::SequenceTensor& t, const TensorMapGeometry& geometry, std::int64_t rows,
+                            std::int64_t heads, int box_rows);
+
+template <int kHeadDimTile, class Element>
+void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream);
+
+// The sm90 head-dim tiles of this build, from CMake (TILEFLASH_HEAD_DIMS rounded up to
+// 64, 128 or 256; none when TILEFLASH_CUDA_ARCHS lacks 90).
+template <int... kTiles>
+struct Sm90HeadDimTiles {
+  // The smallest tile that holds head_dim, 0 if none does.
+  static constexpr int fitting(int head_dim) {
+    int best = 0;
+    ((kTiles >= head_dim && (best == 0 || kTiles < best) ? void(best = kTiles) : void()), ...);
+    return best;
+  }
+  template <class Element>
+  static void launch(int tile, const TensorMapGeometry& geometry, const sm80::AttentionArgs& args,
+                     cudaStream_t stream) {
+    ((tile == kTiles ? launch_forward<kTiles, Element>(geometry, args, stream) : void()), ...);
+  }
+};
+
+}  // namespace tileflash::cuda::sm90

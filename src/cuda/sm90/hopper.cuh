@@ -1,0 +1,126 @@
+// Thin wrappers over the Hopper (sm_90a) PTX the sm90 kernels are built from: mbarriers,
+// the bulk tensor copy engine (TMA), warpgroup matrix multiply-accumulate (wgmma) and
+// register reallocation between warpgroups (setmaxnreg). PTX ISA 8.0+.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstdint>
+
+#include "cuda/common/fragment.cuh"
+#include "cuda/common/ptx.cuh"
+
+namespace tileflash::cuda::sm90 {
+
+// ---- mbarrier: a shared-memory barrier whose phase completes when `count` arrivals and
+// all expected transaction bytes (TMA writes) have landed.
+__device__ __forceinline__ void mbarrier_init(std::uint64_t* barrier, std::uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(ptx::smem_address(barrier)), "r"(count));
+}
+
+// Makes the initialised barriers visible to the copy engine (the async proxy) before any
+// TMA completes on them; a __syncthreads() must follow.
+__device__ __forceinline__ void fence_barrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void mbarrier_arrive(std::uint64_t* barrier) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(ptx::smem_address(barrier)) : "memory");
+}
+
+// One arrival that also announces `bytes` of TMA writes the phase must wait for.
+__device__ __forceinline__ void mbarrier_arrive_expect_bytes(std::uint64_t* barrier, std::uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(ptx::smem_address(barrier)),
+               "r"(bytes)
+               : "memory");
+}
+
+// Waits until the phase with the given parity has completed. A fresh barrier counts its
+// (never started) phase of parity 1 as complete, which lets producers wait on "slot
+// empty" barriers from the first round on without a special case.
+__device__ __forceinline__ void mbarrier_wait(std::uint64_t* barrier, std::uint32_t parity) {
+  const std::uint32_t address = ptx::smem_address(barrier);
+  std::uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred complete;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 complete, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, complete;\n}\n"
+        : "=r"(done)
+        : "r"(address), "r"(parity)
+        : "memory");
+  } while (done == 0);
+}
+
+// ---- TMA: one box of a 4-d tensor map (innermost coordinate first) into shared memory,
+// completing `bytes` on the barrier. Out-of-range elements are written as zeros.
+__device__ __forceinline__ void tma_load_4d(void* smem, const CUtensorMap* map, std::uint64_t* barrier, int c0, int c1,
+                                            int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];\n" ::"r"(ptx::smem_address(smem)),
+      "l"(reinterpret_cast<std::uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(ptx::smem_address(barrier))
+      : "memory");
+}
+
+__device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<std::uint64_t>(map)) : "memory");
+}
+
+// ---- wgmma ordering. fence: register and shared-memory writes by ordinary instructions
+// are visible to the wgmma issued after it (needed before the first wgmma and whenever
+// the accumulators were touched, e.g. rescaled). commit/wait: group the wgmma issued so
+// far; wait until at most kPending groups are still running.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+
+// The accumulators are written by the tensor cores after the wgmma instruction has
+// retired; pinning them here keeps the compiler from moving their reads or writes across
+// the fence/wait that brackets the asynchronous region.
+template <int kMTiles, int kNTiles>
+__device__ __forceinline__ void pin_accumulators(AccumulatorTile<kMTiles, kNTiles>& acc) {
+#pragma unroll
+  for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < kNTiles; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(acc.value[mi][ni][e])::"memory");
+}
+
+// ---- register reallocation between warpgroups (the whole warpgroup executes it).
+template <int kRegisters>
+__device__ __forceinline__ void release_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+template <int kRegisters>
+__device__ __forceinline__ void claim_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+
+// ---- Shared-memory matrix descriptors for wgmma, 128-byte swizzle (the layout TMA writes
+// with CU_TENSOR_MAP_SWIZZLE_128B): an operand is stored as atoms of 64 16-bit columns
+// (128-byte rows), each atom `rows` rows deep and 1024-byte aligned, 8-row groups 1024
+// bytes apart. Addresses and offsets are encoded in 16-byte units.
+constexpr std::uint64_t kSwizzle128Mode = std::uint64_t{1} << 62;
+constexpr std::uint32_t kSwizzleGroupBytes = 1024;  // 8 rows x 128 bytes
+
+// K-major operand (Q, K: the reduction dimension is contiguous). The k16 steps inside
+// an atom advance the start address by 32 bytes; the hardware applies the swizzle to the
+// computed addresses, so no other field changes.
+__device__ __forceinline__ std::uint64_t k_major_descriptor(std::uint32_t smem_address) {
+  return kSwizzle128Mode | (std::uint64_t{kSwizzleGroupBytes >> 4} << 32) | (std::uint64_t{1} << 16) |
+         ((smem_address & 0x3FFFF) >> 4);
+}
+
+// N-major operand (V in O += P V: the output columns are contiguous). The leading offset
+// steps from one 64-column atom to the next, the stride offset over 8 key rows.
+__device__ __forceinline__ std::uint64_t n_major_descriptor(std::uint32_t smem_address, std::uint32_t atom_bytes) {
+  return kSwizzle128Mode | (std::uint64_t{kSwizzleGroupBytes >> 4} << 32) |
+         (std::uint64_t{(atom_bytes >> 4) & 0x3FFF} << 16) | ((smem_address & 0x3FFFF) >> 4);
+}
+
+}  // namespace tileflash::cuda::sm90
