@@ -40,9 +40,9 @@ for step in $steps; do
       grep -A2 "Compiling entry function '.*sm90.*forward_kernel" "$OUT/build.log" | grep -E "registers|spill" |
         sort | uniq -c
       for object in $build/src/cuda/CMakeFiles/tileflash_cuda_sm90.dir/generated/*.o; do
-        cuobjdump --dump-sass "$object" > "$OUT/$(basename "$object").sass" 2>&1
+        cuobjdump --dump-sass "$object" > /tmp/kernel.sass 2>&1
         printf '%s: ' "$(basename "$object")"
-        for op in HGMMA UTMALDG SYNCS USETMAXREG LDL STL; do printf '%s=%s ' $op "$(grep -c "$op" "$OUT/$(basename "$object").sass")"; done
+        for op in HGMMA UTMALDG SYNCS USETMAXREG LDL STL; do printf '%s=%s ' $op "$(grep -c "$op" /tmp/kernel.sass)"; done
         echo
       done
       ;;

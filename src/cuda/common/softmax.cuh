@@ -37,8 +37,20 @@ struct OnlineSoftmax {
   __device__ __forceinline__ void update(AccumulatorTile<kMTiles, kNTiles>& s, AccumulatorTile<kMTiles, kOutTiles>& out,
                                          float to_log2) {
     float correction[kRows];
+    if (exponentiate(s, to_log2, correction)) rescale(out, correction);
+  }
+
+  // update() in two halves, for kernels whose output accumulator is still being written
+  // by the tensor cores while the next scores are exponentiated: exponentiate() turns s
+  // into P and returns whether any row of the warp needs its output rescaled (by
+  // `correction`); rescale() applies that once the output may be touched. Once the
+  // running maxima settle (most tiles of a long row) no row of the warp changes and the
+  // rescale, one multiply per output element, is skipped.
+  template <int kNTiles>
+  __device__ __forceinline__ bool exponentiate(AccumulatorTile<kMTiles, kNTiles>& s, float to_log2,
+                                               float (&correction)[kRows]) {
     float shift[kRows];
-    bool rescale = false;
+    bool moved = false;
 #pragma unroll
     for (int mi = 0; mi < kMTiles; ++mi) {
 #pragma unroll
@@ -53,19 +65,9 @@ struct OnlineSoftmax {
         // exp2(-inf - 0) = 0 rather than exp2(-inf + inf) = NaN.
         shift[r] = tile_max == -INFINITY ? 0.0f : tile_max * to_log2;
         correction[r] = ptx::exp2_approx(max[r] * to_log2 - shift[r]);
-        rescale |= tile_max != max[r];
+        moved |= tile_max != max[r];
         max[r] = tile_max;
       }
-    }
-    // Once the running maxima settle (most tiles of a long row), no row of the warp
-    // changes and the output rescale, one multiply per output element, is skipped.
-    if (__any_sync(0xFFFFFFFFu, rescale)) {
-#pragma unroll
-      for (int mi = 0; mi < kMTiles; ++mi)
-#pragma unroll
-        for (int oi = 0; oi < kOutTiles; ++oi)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) out.value[mi][oi][e] *= correction[2 * mi + e / 2];
     }
 #pragma unroll
     for (int mi = 0; mi < kMTiles; ++mi) {
@@ -85,6 +87,18 @@ struct OnlineSoftmax {
         sum[r] = fmaf(sum[r], correction[r], tile_sum);
       }
     }
+    return __any_sync(0xFFFFFFFFu, moved);
+  }
+
+  template <int kOutTiles>
+  __device__ __forceinline__ void rescale(AccumulatorTile<kMTiles, kOutTiles>& out,
+                                          const float (&correction)[kRows]) const {
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+      for (int oi = 0; oi < kOutTiles; ++oi)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) out.value[mi][oi][e] *= correction[2 * mi + e / 2];
   }
 
   // Sum the quad's partial sums; afterwards every lane of a row holds the row's total.

@@ -7,7 +7,8 @@
 // the consumers release). The other warpgroups are consumers, 64 query rows each: per key
 // tile S = Q K^T (wgmma, both operands in shared memory), the band mask and the online
 // softmax in registers (shared with the Ampere-class kernel: wgmma's accumulator layout
-// per warp is mma.sync's), then O += P V with P straight from registers.
+// per warp is mma.sync's), then O += P V with P straight from registers; the softmax of
+// one tile overlaps the P V product of the one before.
 #pragma once
 
 #include <cuda.h>
@@ -148,9 +149,11 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   if (!keys.empty()) {
     mbarrier_wait(smem.q_full(), 0);
     const std::uint32_t q_rows = ptx::smem_address(smem.q()) + 64 * consumer * 128;
-    RingPosition<kStages> slot;
-    for (int n = keys.end - 1; n >= keys.begin; --n, slot.advance()) {
-      AccumulatorTile<1, kBlockN / 8> scores;
+    AccumulatorTile<1, kBlockN / 8> scores;
+    std::uint32_t p[kBlockN / 16][4];
+
+    // S = Q K^T of the tile in `slot`, issued as one wgmma group (not waited for).
+    const auto issue_scores = [&](const RingPosition<kStages>& slot) {
       const std::uint32_t k_tile = ptx::smem_address(smem.k(slot.stage));
       mbarrier_wait(smem.k_full(slot.stage), slot.parity);
       wgmma_fence();
@@ -161,31 +164,65 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
                                     k_major_descriptor(k_tile + (ks / 4) * kBlockN * 128 + offset), ks > 0);
       }
       wgmma_commit();
-      wgmma_wait<0>();
-      pin_accumulators(scores);
-      // This warp's share of the warpgroup's reads of the K slot is complete.
-      __syncwarp();
-      if (lane == 0) mbarrier_arrive(smem.k_empty(slot.stage));
-
-      if (keys.needs_mask(n)) apply_band_mask(scores, mask, row_begin + warp_row0, static_cast<std::int64_t>(n) * kBlockN);
-      softmax.update(scores, out, to_log2);
-      std::uint32_t p[kBlockN / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p[kk]);
-
+    };
+    // O += P V of the tile in `slot`, one wgmma group (not waited for).
+    const auto issue_output = [&](const RingPosition<kStages>& slot) {
       const std::uint32_t v_tile = ptx::smem_address(smem.v(slot.stage));
       mbarrier_wait(smem.v_full(slot.stage), slot.parity);
-      pin_accumulators(out);
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk)
         Wgmma<Element, kHeadDim>::rs(out, p[kk], n_major_descriptor(v_tile + kk * 16 * 128, kBlockN * 128), 1);
       wgmma_commit();
+    };
+    // Each warp releases its share of a slot once its wgmma reading the slot are complete.
+    const auto release = [&](std::uint64_t* empty) {
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(empty);
+    };
+    const auto mask_scores = [&](int n) {
+      if (keys.needs_mask(n)) apply_band_mask(scores, mask, row_begin + warp_row0, static_cast<std::int64_t>(n) * kBlockN);
+    };
+    const auto scores_to_p = [&] {
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p[kk]);
+    };
+
+    // Software pipeline within the warpgroup: while the tensor cores run O += P V of tile
+    // n + 1 (and the scores of tile n before it), the warps exponentiate the scores of
+    // tile n; the output is rescaled only after its wgmma group has completed.
+    RingPosition<kStages> slot;
+    issue_scores(slot);
+    wgmma_wait<0>();
+    pin_accumulators(scores);
+    release(smem.k_empty(slot.stage));
+    mask_scores(keys.end - 1);
+    softmax.update(scores, out, to_log2);
+    scores_to_p();
+    for (int n = keys.end - 2; n >= keys.begin; --n) {
+      const RingPosition<kStages> previous = slot;
+      slot.advance();
+      pin_accumulators(scores);
+      issue_scores(slot);
+      pin_accumulators(out);
+      issue_output(previous);
+      wgmma_wait<1>();  // the scores group, committed first, has completed
+      pin_accumulators(scores);
+      release(smem.k_empty(slot.stage));
+      mask_scores(n);
+      float correction[2];
+      const bool moved = softmax.exponentiate(scores, to_log2, correction);
       wgmma_wait<0>();
       pin_accumulators(out);
-      __syncwarp();
-      if (lane == 0) mbarrier_arrive(smem.v_empty(slot.stage));
+      release(smem.v_empty(previous.stage));
+      if (moved) softmax.rescale(out, correction);
+      scores_to_p();
     }
+    pin_accumulators(out);
+    issue_output(slot);
+    wgmma_wait<0>();
+    pin_accumulators(out);
+    release(smem.v_empty(slot.stage));
   }
 
   // Epilogue: normalise and store each lane's pairs of columns; head-dim columns past
