@@ -321,7 +321,7 @@ class PackOnFirstUse {
 // with the most left (costliest first there too), so the end of the call is not one
 // thread's unit. Measured on the 16-core Xeon host (bf16, d=128, seq 1024, 16 heads, 16
 // threads, per-task timestamps): when any thread took any (head, tile) task, a task
-// after the first wave still spent 46 us of its ~190 us packing key tiles or waiting for
+// after the first wave still spent 46 us of its ~200 us packing key tiles or waiting for
 // another thread to finish packing them, and its tile steps ran 23 % slower than on one
 // thread (key tiles read from the core that packed them); with units, 2 us and 10 %, and
 // the forward ran 1.04-1.66x faster over the seq 1024/4096 grid.
