@@ -309,9 +309,9 @@ TEST_P(Tiled, ThreadCountDoesNotChangeTheResult) {
   }
 }
 
-// More threads than tasks per head, few kv heads and several sequences: the forward's
-// tasks claim, pack and wait for the same key tiles of a GQA group at once (key tiles
-// are packed on first use), and a 16-thread schedule groups four heads.
+// More threads than (sequence, kv head) units: 16 threads over 4 units, so 12 threads
+// take tasks from units other threads own, and the forward's tasks claim, pack and wait
+// for the same key tiles of a GQA group at once (key tiles are packed on first use).
 TEST_P(Tiled, ManyThreadsShareTheKeyTilesOfAGqaGroup) {
   std::uint64_t seed = 130;
   for (DType dtype : {DType::float32, DType::bfloat16}) {
