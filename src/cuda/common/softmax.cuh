@@ -32,24 +32,35 @@ struct OnlineSoftmax {
   // Fold one tile of logits s (any units; `to_log2` converts them to base-2 exponents,
   // and must be > 0) into the state: s becomes P = exp2(s * to_log2 - max * to_log2),
   // and `out` is rescaled to the new maximum. Rows with no allowed score so far keep a
-  // -inf maximum and contribute zeros.
+  // -inf maximum and contribute zeros. Once the running maxima settle (most tiles of a
+  // long row) no row of the warp changes and the output rescale, one multiply per output
+  // element, is skipped.
   template <int kNTiles, int kOutTiles>
   __device__ __forceinline__ void update(AccumulatorTile<kMTiles, kNTiles>& s, AccumulatorTile<kMTiles, kOutTiles>& out,
                                          float to_log2) {
-    float correction[kRows];
-    if (exponentiate(s, to_log2, correction)) rescale(out, correction);
+    float correction[kRows], shift[kRows];
+    if (advance_max(s, to_log2, correction, shift)) rescale(out, correction);
+    exponentiate_shifted(s, to_log2, correction, shift);
   }
 
-  // update() in two halves, for kernels whose output accumulator is still being written
-  // by the tensor cores while the next scores are exponentiated: exponentiate() turns s
-  // into P and returns whether any row of the warp needs its output rescaled (by
-  // `correction`); rescale() applies that once the output may be touched. Once the
-  // running maxima settle (most tiles of a long row) no row of the warp changes and the
-  // rescale, one multiply per output element, is skipped.
+  // update() without touching the output, for kernels whose output accumulator is still
+  // being written by the tensor cores while the next scores are exponentiated: returns
+  // whether any row of the warp needs its output rescaled by `correction`, which the
+  // caller does with rescale() once the output may be touched.
   template <int kNTiles>
   __device__ __forceinline__ bool exponentiate(AccumulatorTile<kMTiles, kNTiles>& s, float to_log2,
                                                float (&correction)[kRows]) {
     float shift[kRows];
+    const bool moved = advance_max(s, to_log2, correction, shift);
+    exponentiate_shifted(s, to_log2, correction, shift);
+    return moved;
+  }
+
+  // The new running maxima; `shift` is each row's in base-2 units, `correction` the factor
+  // that moves the old output and sum to it. True when any row of the warp moved.
+  template <int kNTiles>
+  __device__ __forceinline__ bool advance_max(const AccumulatorTile<kMTiles, kNTiles>& s, float to_log2,
+                                              float (&correction)[kRows], float (&shift)[kRows]) {
     bool moved = false;
 #pragma unroll
     for (int mi = 0; mi < kMTiles; ++mi) {
@@ -69,6 +80,12 @@ struct OnlineSoftmax {
         max[r] = tile_max;
       }
     }
+    return __any_sync(0xFFFFFFFFu, moved);
+  }
+
+  template <int kNTiles>
+  __device__ __forceinline__ void exponentiate_shifted(AccumulatorTile<kMTiles, kNTiles>& s, float to_log2,
+                                                       const float (&correction)[kRows], const float (&shift)[kRows]) {
 #pragma unroll
     for (int mi = 0; mi < kMTiles; ++mi) {
 #pragma unroll
@@ -87,7 +104,6 @@ struct OnlineSoftmax {
         sum[r] = fmaf(sum[r], correction[r], tile_sum);
       }
     }
-    return __any_sync(0xFFFFFFFFu, moved);
   }
 
   template <int kOutTiles>

@@ -67,6 +67,26 @@ struct RingPosition {
   }
 };
 
+// The consumer warpgroups issue their wgmma in turn, round robin: warpgroup c waits on
+// named barrier 1 + c, which the previous warpgroup arrives at once it has issued its
+// products. Barrier 0 is __syncthreads().
+template <int kConsumers>
+struct WarpgroupTurns {
+  int consumer;
+
+  __device__ __forceinline__ void wait() const { named_barrier_sync(1 + consumer, 256); }
+  __device__ __forceinline__ void pass() const { named_barrier_arrive(1 + (consumer + 1) % kConsumers, 256); }
+  // The last consumer hands the first its first turn...
+  __device__ __forceinline__ void start() const {
+    if (consumer == kConsumers - 1) named_barrier_arrive(1, 256);
+  }
+  // ...and the first takes back the turn the last passes after its final products, so no
+  // arrival is left pending on a barrier when the block exits.
+  __device__ __forceinline__ void finish() const {
+    if (consumer == 0) wait();
+  }
+};
+
 // Loads one (rows x kHeadDim) tile as kAtoms boxes of 64 columns, all completing on `full`.
 template <class Tile, int kRows>
 __device__ __forceinline__ void load_tile(unsigned char* smem, const CUtensorMap* map, std::uint64_t* full, int row,
@@ -188,41 +208,54 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
       for (int kk = 0; kk < kBlockN / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p[kk]);
     };
 
-    // Software pipeline within the warpgroup: while the tensor cores run O += P V of tile
-    // n + 1 (and the scores of tile n before it), the warps exponentiate the scores of
-    // tile n; the output is rescaled only after its wgmma group has completed.
+    // Two overlaps keep the tensor cores busy while the exponentials run. Within a
+    // warpgroup, the scores of tile n are exponentiated while the tensor cores run the
+    // P V product of tile n + 1 (the output is rescaled only once that product is done,
+    // under the next scores product). Between warpgroups, the consumers take turns to
+    // issue their products (WarpgroupTurns), so one's softmax runs under the other's
+    // products instead of all of them waiting on the tensor cores at once.
+    const WarpgroupTurns<Tile::kConsumerWarpgroups> turns{consumer};
+    turns.start();
     RingPosition<kStages> slot;
+    turns.wait();
     issue_scores(slot);
+    turns.pass();
     wgmma_wait<0>();
     pin_accumulators(scores);
     release(smem.k_empty(slot.stage));
     mask_scores(keys.end - 1);
-    softmax.update(scores, out, to_log2);
+    float correction[2];
+    bool moved = softmax.exponentiate(scores, to_log2, correction);
     scores_to_p();
     for (int n = keys.end - 2; n >= keys.begin; --n) {
       const RingPosition<kStages> previous = slot;
       slot.advance();
+      turns.wait();
       pin_accumulators(scores);
       issue_scores(slot);
+      if (moved) softmax.rescale(out, correction);
       pin_accumulators(out);
       issue_output(previous);
+      turns.pass();
       wgmma_wait<1>();  // the scores group, committed first, has completed
       pin_accumulators(scores);
       release(smem.k_empty(slot.stage));
       mask_scores(n);
-      float correction[2];
-      const bool moved = softmax.exponentiate(scores, to_log2, correction);
+      moved = softmax.exponentiate(scores, to_log2, correction);
       wgmma_wait<0>();
       pin_accumulators(out);
       release(smem.v_empty(previous.stage));
-      if (moved) softmax.rescale(out, correction);
       scores_to_p();
     }
+    if (moved) softmax.rescale(out, correction);
     pin_accumulators(out);
+    turns.wait();
     issue_output(slot);
+    turns.pass();
     wgmma_wait<0>();
     pin_accumulators(out);
     release(smem.v_empty(slot.stage));
+    turns.finish();
   }
 
   // Epilogue: normalise and store each lane's pairs of columns; head-dim columns past

@@ -67,6 +67,15 @@ __device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<std::uint64_t>(map)) : "memory");
 }
 
+// ---- Named barriers (ids 1..15; 0 is __syncthreads): `threads` counts the threads
+// that sync plus those that only arrive, in whole warps.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 // ---- wgmma ordering. fence: register and shared-memory writes by ordinary instructions
 // are visible to the wgmma issued after it (needed before the first wgmma and whenever
 // the accumulators were touched, e.g. rescaled). commit/wait: group the wgmma issued so
