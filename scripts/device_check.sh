@@ -10,7 +10,7 @@
 #   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grid
 # Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [sanitizer]
 #   (default: sass tests timing)
-# Environment: TILEFLASH_HEAD_DIMS (default "64;128;256"). GoogleTest: the system's, else
+# Environment: TILEFLASH_HEAD_DIMS (default "64;96;128;192;256"). GoogleTest: the system's, else
 # sources carried in .carry/googletest (ignored by git).
 set -uo pipefail
 OUT=${OUT:-/tmp/tileflash-device}
@@ -28,7 +28,7 @@ if [ ! -f /usr/lib/x86_64-linux-gnu/libgtest.a ] && [ ! -f /usr/local/lib/libgte
 fi
 
 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEFLASH_CUDA=ON -DTILEFLASH_CUDA_ARCHS=90 \
-  "-DTILEFLASH_HEAD_DIMS=${TILEFLASH_HEAD_DIMS:-64;128;256}" $gtest_prefix -DCMAKE_CUDA_FLAGS=-Xptxas=-v \
+  "-DTILEFLASH_HEAD_DIMS=${TILEFLASH_HEAD_DIMS:-64;96;128;192;256}" $gtest_prefix -DCMAKE_CUDA_FLAGS=-Xptxas=-v \
   > "$OUT/build.log" 2>&1 &&
   ninja -C $build -j16 tileflash_tests tileflash-bench >> "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
 
@@ -54,9 +54,13 @@ for step in $steps; do
       timeout 200 $build/bench/tileflash-bench --backends cuda,cudnn "${grid[@]}" --csv "$OUT/timing_auto.csv" \
         > "$OUT/timing_auto.log" 2>&1
       echo "timing rc=$?"
+      # Pythia-2.8B's head dim (32 heads of 80) in the same call.
+      timeout 100 $build/bench/tileflash-bench --backends cuda,cudnn --dtype bf16 --head-dim 80 --heads 32 \
+        --tokens 16384 --seq 2048,8192,16384 --causal both --direction fwd --reps 20 --warmup 5 \
+        --csv "$OUT/timing_d80.csv" > "$OUT/timing_d80.log" 2>&1
       TILEFLASH_FORCE_SM80=1 timeout 150 $build/bench/tileflash-bench --backends cuda "${grid[@]}" \
         --csv "$OUT/timing_sm80.csv" > "$OUT/timing_sm80.log" 2>&1
-      python3 - "$OUT/timing_auto.csv" "$OUT/timing_sm80.csv" <<'PY'
+      python3 - "$OUT/timing_auto.csv" "$OUT/timing_sm80.csv" "$OUT/timing_d80.csv" <<'PY'
 import csv, sys
 rows = {}
 for path in sys.argv[1:]:

@@ -81,7 +81,7 @@ TEST(CudaForward, ShapeGrid) {
   std::uint64_t seed = 100;
   on_each_forward_path([&] {
     for (DType dtype : {DType::bfloat16, DType::float16})
-      for (const CaseConfig& c : gpu::shape_grid_cases(dtype, {8, 40, 64, 80, 96, 128, 200, 256}))
+      for (const CaseConfig& c : gpu::shape_grid_cases(dtype, {8, 40, 64, 80, 96, 128, 176, 200, 256}))
         expect_gpu_matches_reference(c, ++seed);
   });
 }

@@ -87,11 +87,12 @@ struct WarpgroupTurns {
   }
 };
 
-// Loads one (rows x kHeadDim) tile as kAtoms boxes of 64 columns, all completing on `full`.
+// Loads one (rows x kHeadDim) tile as kAtoms boxes of 64 columns, all completing on `full`
+// (a box counts all its bytes, the zero-filled ones too).
 template <class Tile, int kRows>
 __device__ __forceinline__ void load_tile(unsigned char* smem, const CUtensorMap* map, std::uint64_t* full, int row,
                                           int head, int batch) {
-  mbarrier_arrive_expect_bytes(full, kRows * Tile::kHeadDim * 2);
+  mbarrier_arrive_expect_bytes(full, kRows * Tile::kAtoms * 128);
 #pragma unroll
   for (int atom = 0; atom < Tile::kAtoms; ++atom)
     tma_load_4d(smem + atom * kRows * 128, map, full, 64 * atom, row, head, batch);

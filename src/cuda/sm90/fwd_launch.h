@@ -18,8 +18,10 @@ struct ForwardTensorMaps {
 };
 
 // 128 query rows per block, 64 per consumer warpgroup. Key tiles of 128 rows up to head
-// dim 128 (S and O take 64 + 64 fp32 registers per thread), 64 at 256 (O alone takes
-// 128). As many K/V slots as fit next to Q in 227 KiB, at most 3.
+// dim 128 (S and O take 64 + 64 fp32 registers per thread), 64 above (O alone takes up
+// to 128). As many K/V slots as fit next to Q in 227 KiB, at most 3. Head-dim tiles are
+// multiples of 32 (wgmma N of the P V product); rows are stored as 64-column swizzle
+// atoms, the last one partly zero-filled by TMA when the tile is not a multiple of 64.
 template <int kHeadDimTile>
 struct ForwardTile {
   static constexpr int kHeadDim = kHeadDimTile;
@@ -29,16 +31,16 @@ struct ForwardTile {
   static constexpr int kConsumerWarpgroups = kBlockM / 64;
   static constexpr int kConsumerWarps = 4 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 * (kConsumerWarpgroups + 1);
-  static constexpr int kAtoms = kHeadDim / 64;  // 64-column swizzle atoms per row
-  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
-  static constexpr int kKVBytes = kBlockN * kHeadDim * 2;
+  static constexpr int kAtoms = (kHeadDim + 63) / 64;  // 64-column swizzle atoms per row
+  static constexpr int kQBytes = kBlockM * kAtoms * 128;
+  static constexpr int kKVBytes = kBlockN * kAtoms * 128;
   // 1024 bytes of alignment slack, then the tiles, then (1 + 4 * kStages) barriers.
   static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (1 + 4 * kStages);
   // setmaxnreg: the producer needs few registers, the consumers hold S, P and O.
   static constexpr int kProducerRegisters = 40;
   static constexpr int kConsumerRegisters = 232;
 
-  static_assert(kHeadDim % 64 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are 64, 128, 192 or 256");
+  static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
   static_assert(kSharedBytes <= 227 * 1024, "sm90 forward tile exceeds the shared memory of a block");
   static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumerWarpgroups <= 65536,
                 "register reallocation exceeds the register file");
@@ -57,8 +59,8 @@ CUtensorMap make_tensor_map(const sm80::SequenceTensor& t, const TensorMapGeomet
 template <int kHeadDimTile, class Element>
 void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream);
 
-// The sm90 head-dim tiles of this build, from CMake (TILEFLASH_HEAD_DIMS rounded up to
-// 64, 128 or 256; none when TILEFLASH_CUDA_ARCHS lacks 90).
+// The sm90 head-dim tiles of this build, from CMake (the multiples of 32 among
+// TILEFLASH_HEAD_DIMS; none when TILEFLASH_CUDA_ARCHS lacks 90).
 template <int... kTiles>
 struct Sm90HeadDimTiles {
   // The smallest tile that holds head_dim, 0 if none does.
