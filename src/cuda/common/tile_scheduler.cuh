@@ -1,5 +1,6 @@
 // Where a block's rows live and which block of which (batch, head) a launched block
-// computes. Shared by the Ampere-class and Hopper forward kernels.
+// computes: the grid-shaped schedule of the Ampere-class forward, and the persistent
+// one of the Hopper forward.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -57,6 +58,43 @@ __device__ __forceinline__ int scheduled_batch() {
 template <class Element>
 __device__ __forceinline__ Element* row_pointer(const sm80::SequenceTensor& t, int batch, std::int64_t row, int head) {
   return static_cast<Element*>(t.data) + batch * t.batch_stride + row * t.row_stride + head * t.head_stride;
+}
+
+// The work tiles of a persistent launch, (row block, head, batch), in the order blocks
+// take them (block b: tiles b, b + gridDim.x, ...). Without a causal band every row block
+// has the same work and row blocks of one (batch, head) come together, sharing K/V in L2.
+// With one, every head's heaviest row blocks come first and the light ones fill the tail.
+struct WorkTile {
+  int m_block = 0, head = 0, batch = 0;
+};
+
+struct PersistentTileOrder {
+  int m_blocks = 0, heads = 0, batch = 0;
+  bool heavy_first = false;
+
+  __device__ __forceinline__ std::int64_t count() const {
+    return static_cast<std::int64_t>(m_blocks) * heads * batch;
+  }
+  __device__ __forceinline__ WorkTile at(std::int64_t t) const {
+    WorkTile w;
+    if (heavy_first) {
+      w.head = static_cast<int>(t % heads);
+      const std::int64_t rest = t / heads;
+      w.batch = static_cast<int>(rest % batch);
+      w.m_block = m_blocks - 1 - static_cast<int>(rest / batch);
+    } else {
+      w.m_block = static_cast<int>(t % m_blocks);
+      const std::int64_t rest = t / m_blocks;
+      w.head = static_cast<int>(rest % heads);
+      w.batch = static_cast<int>(rest / heads);
+    }
+    return w;
+  }
+};
+
+template <int kBlockM>
+__device__ __forceinline__ PersistentTileOrder forward_tile_order(const sm80::AttentionArgs& args) {
+  return {static_cast<int>((args.seq_q + kBlockM - 1) / kBlockM), args.heads_q, args.batch, args.window_right >= 0};
 }
 
 }  // namespace tileflash::cuda

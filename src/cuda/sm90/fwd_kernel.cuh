@@ -1,10 +1,10 @@
 // The Hopper FlashAttention forward kernel (sm_90a): TMA loads completing on mbarriers,
 // wgmma from shared memory, producer/consumer warp specialisation.
 //
-// One block computes kBlockM query rows of one (batch, head). Warpgroup 0 is the
-// producer: one thread issues every TMA copy (Q once, then K and V tiles through a ring
-// of kStages slots, each with a "full" barrier the copy completes and an "empty" barrier
-// the consumers release). The other warpgroups are consumers, 64 query rows each: per key
+// A persistent block walks work tiles of kBlockM query rows of one (batch, head).
+// Warpgroup 0 is the producer: one thread issues every TMA copy (each tile's Q, then its
+// K and V tiles through a ring of kStages slots, each slot with a "full" barrier the
+// copy completes and an "empty" barrier the consumers release). The other warpgroups are consumers, 64 query rows each: per key
 // tile S = Q K^T (wgmma, both operands in shared memory), the band mask and the online
 // softmax in registers (shared with the Ampere-class kernel: wgmma's accumulator layout
 // per warp is mma.sync's), then O += P V with P straight from registers; the softmax of
@@ -47,10 +47,11 @@ struct ForwardSharedMemory {
     return reinterpret_cast<std::uint64_t*>(base + Tile::kQBytes + 2 * Tile::kStages * Tile::kKVBytes);
   }
   __device__ std::uint64_t* q_full() const { return barriers(); }
-  __device__ std::uint64_t* k_full(int stage) const { return barriers() + 1 + stage; }
-  __device__ std::uint64_t* k_empty(int stage) const { return barriers() + 1 + Tile::kStages + stage; }
-  __device__ std::uint64_t* v_full(int stage) const { return barriers() + 1 + 2 * Tile::kStages + stage; }
-  __device__ std::uint64_t* v_empty(int stage) const { return barriers() + 1 + 3 * Tile::kStages + stage; }
+  __device__ std::uint64_t* q_empty() const { return barriers() + 1; }
+  __device__ std::uint64_t* k_full(int stage) const { return barriers() + 2 + stage; }
+  __device__ std::uint64_t* k_empty(int stage) const { return barriers() + 2 + Tile::kStages + stage; }
+  __device__ std::uint64_t* v_full(int stage) const { return barriers() + 2 + 2 * Tile::kStages + stage; }
+  __device__ std::uint64_t* v_empty(int stage) const { return barriers() + 2 + 3 * Tile::kStages + stage; }
 };
 
 // The i-th key tile a block visits sits in ring slot i % kStages; its barriers are on
@@ -98,7 +99,34 @@ __device__ __forceinline__ void load_tile(unsigned char* smem, const CUtensorMap
     tma_load_4d(smem + atom * kRows * 128, map, full, 64 * atom, row, head, batch);
 }
 
-template <class Tile, class Element, bool kHeavyFirst>
+// Everything a block needs to know about one work tile; the producer and the consumers
+// derive it alike from the tile's coordinates.
+struct ForwardWork {
+  SequenceSlice seq;
+  int head = 0, batch = 0;
+  int row_begin = 0, rows_valid = 0;  // rows_valid <= 0: the tile lies past its sequence's end
+  detail::BandMask mask;
+  KeyTileRange keys;
+  int tma_batch = 0;  // varlen tensors are one packed batch entry addressed by row
+};
+
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ ForwardWork forward_work(const sm80::AttentionArgs& args, const WorkTile& tile) {
+  ForwardWork w;
+  w.head = tile.head;
+  w.batch = tile.batch;
+  w.seq = sequence_slice(args, tile.batch);
+  w.row_begin = tile.m_block * kBlockM;
+  w.rows_valid = w.seq.seq_q - w.row_begin < kBlockM ? w.seq.seq_q - w.row_begin : kBlockM;
+  w.mask = detail::BandMask{w.seq.seq_q, w.seq.seq_k, args.window_left, args.window_right};
+  if (w.rows_valid > 0) w.keys = key_tiles_for_rows<kBlockN>(w.mask, w.row_begin, w.row_begin + w.rows_valid);
+  w.tma_batch = args.cu_seqlens_q != nullptr ? 0 : tile.batch;
+  return w;
+}
+
+// Persistent: one block per multiprocessor walks the work tiles of PersistentTileOrder, so
+// a tile's loads start while the previous tile's last products and output stores run.
+template <class Tile, class Element>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardTensorMaps maps, const sm80::AttentionArgs args) {
   constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN, kHeadDim = Tile::kHeadDim;
@@ -108,24 +136,13 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   // The swizzle atoms must start on 1024-byte boundaries (kSharedBytes has the slack).
   const std::uint32_t misalignment = ptx::smem_address(shared_bytes) % kSwizzleGroupBytes;
   const ForwardSharedMemory<Tile> smem{shared_bytes + (misalignment == 0 ? 0 : kSwizzleGroupBytes - misalignment)};
-
-  const int head = scheduled_head<kHeavyFirst>();
-  const int batch = scheduled_batch<kHeavyFirst>();
-  const SequenceSlice seq = sequence_slice(args, batch);
-  const int m_block = scheduled_m_block<kHeavyFirst>(args.window_right >= 0);
-  const int row_begin = m_block * kBlockM;
-  if (row_begin >= seq.seq_q) return;
-  const int rows_valid = seq.seq_q - row_begin < kBlockM ? seq.seq_q - row_begin : kBlockM;
-
-  const detail::BandMask mask{seq.seq_q, seq.seq_k, args.window_left, args.window_right};
-  const KeyTileRange keys = key_tiles_for_rows<kBlockN>(mask, row_begin, row_begin + rows_valid);
-  // Varlen tensors are one packed batch entry addressed by row; fixed-length ones by batch.
-  const int tma_batch = args.cu_seqlens_q != nullptr ? 0 : batch;
+  const PersistentTileOrder order = forward_tile_order<kBlockM>(args);
 
   const int warpgroup = static_cast<int>(threadIdx.x / 128);
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (threadIdx.x == 0) {
     mbarrier_init(smem.q_full(), 1);
+    mbarrier_init(smem.q_empty(), Tile::kConsumerWarps);
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(smem.k_full(s), 1);
       mbarrier_init(smem.v_full(s), 1);
@@ -138,21 +155,32 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
 
   if (warpgroup == 0) {
     release_registers<Tile::kProducerRegisters>();
-    if (threadIdx.x != 0 || keys.empty()) return;
+    if (threadIdx.x != 0) return;
     prefetch_tensor_map(&maps.q);
     prefetch_tensor_map(&maps.k);
     prefetch_tensor_map(&maps.v);
-    const int kv_head = head / (args.heads_q / args.heads_kv);
-    load_tile<Tile, kBlockM>(smem.q(), &maps.q, smem.q_full(), seq.q_begin + row_begin, head, tma_batch);
-    // Key tiles last to first, as the consumers visit them; K and V have their own slots
-    // so the next K can land while this V is still being read.
     RingPosition<kStages> slot;
-    for (int n = keys.end - 1; n >= keys.begin; --n, slot.advance()) {
-      const int key_row = seq.k_begin + n * kBlockN;
-      mbarrier_wait(smem.k_empty(slot.stage), slot.parity ^ 1u);
-      load_tile<Tile, kBlockN>(smem.k(slot.stage), &maps.k, smem.k_full(slot.stage), key_row, kv_head, tma_batch);
-      mbarrier_wait(smem.v_empty(slot.stage), slot.parity ^ 1u);
-      load_tile<Tile, kBlockN>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage), key_row, kv_head, tma_batch);
+    std::uint32_t q_parity = 0;
+    for (std::int64_t t = blockIdx.x; t < order.count(); t += gridDim.x) {
+      const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
+      if (work.keys.empty()) continue;
+      const int kv_head = work.head / (args.heads_q / args.heads_kv);
+      // The Q slot is free once every consumer warp's last Q K^T of the previous tile is done.
+      mbarrier_wait(smem.q_empty(), q_parity ^ 1u);
+      load_tile<Tile, kBlockM>(smem.q(), &maps.q, smem.q_full(), work.seq.q_begin + work.row_begin, work.head,
+                               work.tma_batch);
+      q_parity ^= 1u;
+      // Key tiles last to first, as the consumers visit them; K and V have their own
+      // slots so the next K can land while this V is still being read.
+      for (int n = work.keys.end - 1; n >= work.keys.begin; --n, slot.advance()) {
+        const int key_row = work.seq.k_begin + n * kBlockN;
+        mbarrier_wait(smem.k_empty(slot.stage), slot.parity ^ 1u);
+        load_tile<Tile, kBlockN>(smem.k(slot.stage), &maps.k, smem.k_full(slot.stage), key_row, kv_head,
+                                 work.tma_batch);
+        mbarrier_wait(smem.v_empty(slot.stage), slot.parity ^ 1u);
+        load_tile<Tile, kBlockN>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage), key_row, kv_head,
+                                 work.tma_batch);
+      }
     }
     return;
   }
@@ -161,149 +189,154 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   const int consumer = warpgroup - 1;
   const int warp_row0 = 64 * consumer + 16 * (static_cast<int>(threadIdx.x / 32) % 4);
   const float to_log2 = args.scale * kLog2e;
+  const std::uint32_t q_rows = ptx::smem_address(smem.q()) + 64 * consumer * 128;
 
   AccumulatorTile<1, kHeadDim / 8> out;
-  out.fill(0.0f);
+  AccumulatorTile<1, kBlockN / 8> scores;
+  std::uint32_t p[kBlockN / 16][4];
   OnlineSoftmax<1> softmax;
-  softmax.init();
 
-  if (!keys.empty()) {
-    mbarrier_wait(smem.q_full(), 0);
-    const std::uint32_t q_rows = ptx::smem_address(smem.q()) + 64 * consumer * 128;
-    AccumulatorTile<1, kBlockN / 8> scores;
-    std::uint32_t p[kBlockN / 16][4];
+  // S = Q K^T of the key tile in `slot`, issued as one wgmma group (not waited for).
+  const auto issue_scores = [&](const RingPosition<kStages>& slot) {
+    const std::uint32_t k_tile = ptx::smem_address(smem.k(slot.stage));
+    mbarrier_wait(smem.k_full(slot.stage), slot.parity);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+      const std::uint32_t offset = 32 * (ks % 4);
+      Wgmma<Element, kBlockN>::ss(scores, k_major_descriptor(q_rows + (ks / 4) * kBlockM * 128 + offset),
+                                  k_major_descriptor(k_tile + (ks / 4) * kBlockN * 128 + offset), ks > 0);
+    }
+    wgmma_commit();
+  };
+  // O += P V of the key tile in `slot`, one wgmma group (not waited for).
+  const auto issue_output = [&](const RingPosition<kStages>& slot) {
+    const std::uint32_t v_tile = ptx::smem_address(smem.v(slot.stage));
+    mbarrier_wait(smem.v_full(slot.stage), slot.parity);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk)
+      Wgmma<Element, kHeadDim>::rs(out, p[kk], n_major_descriptor(v_tile + kk * 16 * 128, kBlockN * 128), 1);
+    wgmma_commit();
+  };
+  // Each warp releases its share of a slot once its wgmma reading the slot are complete.
+  const auto release = [&](std::uint64_t* empty) {
+    __syncwarp();
+    if (lane == 0) mbarrier_arrive(empty);
+  };
+  const auto scores_to_p = [&] {
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p[kk]);
+  };
 
-    // S = Q K^T of the tile in `slot`, issued as one wgmma group (not waited for).
-    const auto issue_scores = [&](const RingPosition<kStages>& slot) {
-      const std::uint32_t k_tile = ptx::smem_address(smem.k(slot.stage));
-      mbarrier_wait(smem.k_full(slot.stage), slot.parity);
-      wgmma_fence();
-#pragma unroll
-      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
-        const std::uint32_t offset = 32 * (ks % 4);
-        Wgmma<Element, kBlockN>::ss(scores, k_major_descriptor(q_rows + (ks / 4) * kBlockM * 128 + offset),
-                                    k_major_descriptor(k_tile + (ks / 4) * kBlockN * 128 + offset), ks > 0);
-      }
-      wgmma_commit();
-    };
-    // O += P V of the tile in `slot`, one wgmma group (not waited for).
-    const auto issue_output = [&](const RingPosition<kStages>& slot) {
-      const std::uint32_t v_tile = ptx::smem_address(smem.v(slot.stage));
-      mbarrier_wait(smem.v_full(slot.stage), slot.parity);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk)
-        Wgmma<Element, kHeadDim>::rs(out, p[kk], n_major_descriptor(v_tile + kk * 16 * 128, kBlockN * 128), 1);
-      wgmma_commit();
-    };
-    // Each warp releases its share of a slot once its wgmma reading the slot are complete.
-    const auto release = [&](std::uint64_t* empty) {
-      __syncwarp();
-      if (lane == 0) mbarrier_arrive(empty);
-    };
+  // Two overlaps keep the tensor cores busy while the exponentials run. Within a
+  // warpgroup, the scores of key tile n are exponentiated while the tensor cores run the
+  // P V product of tile n + 1 (the output is rescaled only once that product is done,
+  // under the next scores product). Between warpgroups, the consumers take turns to issue
+  // their products (WarpgroupTurns), so one's softmax runs under the other's products
+  // instead of all of them waiting on the tensor cores at once.
+  const WarpgroupTurns<Tile::kConsumerWarpgroups> turns{consumer};
+  turns.start();
+  RingPosition<kStages> slot;
+  std::uint32_t q_parity = 0;
+  for (std::int64_t t = blockIdx.x; t < order.count(); t += gridDim.x) {
+    const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
+    if (work.rows_valid <= 0) continue;
+    const KeyTileRange& keys = work.keys;
     const auto mask_scores = [&](int n) {
-      if (keys.needs_mask(n)) apply_band_mask(scores, mask, row_begin + warp_row0, static_cast<std::int64_t>(n) * kBlockN);
+      if (keys.needs_mask(n))
+        apply_band_mask(scores, work.mask, work.row_begin + warp_row0, static_cast<std::int64_t>(n) * kBlockN);
     };
-    const auto scores_to_p = [&] {
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p[kk]);
-    };
-
-    // Two overlaps keep the tensor cores busy while the exponentials run. Within a
-    // warpgroup, the scores of tile n are exponentiated while the tensor cores run the
-    // P V product of tile n + 1 (the output is rescaled only once that product is done,
-    // under the next scores product). Between warpgroups, the consumers take turns to
-    // issue their products (WarpgroupTurns), so one's softmax runs under the other's
-    // products instead of all of them waiting on the tensor cores at once.
-    const WarpgroupTurns<Tile::kConsumerWarpgroups> turns{consumer};
-    turns.start();
-    RingPosition<kStages> slot;
-    turns.wait();
-    issue_scores(slot);
-    turns.pass();
-    wgmma_wait<0>();
-    pin_accumulators(scores);
-    release(smem.k_empty(slot.stage));
-    mask_scores(keys.end - 1);
-    float correction[2];
-    bool moved = softmax.exponentiate(scores, to_log2, correction);
-    scores_to_p();
-    for (int n = keys.end - 2; n >= keys.begin; --n) {
-      const RingPosition<kStages> previous = slot;
-      slot.advance();
+    out.fill(0.0f);
+    softmax.init();
+    if (!keys.empty()) {
+      mbarrier_wait(smem.q_full(), q_parity);
+      q_parity ^= 1u;
       turns.wait();
-      pin_accumulators(scores);
       issue_scores(slot);
-      if (moved) softmax.rescale(out, correction);
-      pin_accumulators(out);
-      issue_output(previous);
       turns.pass();
-      wgmma_wait<1>();  // the scores group, committed first, has completed
+      wgmma_wait<0>();
       pin_accumulators(scores);
       release(smem.k_empty(slot.stage));
-      mask_scores(n);
-      moved = softmax.exponentiate(scores, to_log2, correction);
+      mask_scores(keys.end - 1);
+      float correction[2];
+      bool moved = softmax.exponentiate(scores, to_log2, correction);
+      scores_to_p();
+      for (int n = keys.end - 2; n >= keys.begin; --n) {
+        const RingPosition<kStages> previous = slot;
+        slot.advance();
+        turns.wait();
+        pin_accumulators(scores);
+        issue_scores(slot);
+        if (moved) softmax.rescale(out, correction);
+        pin_accumulators(out);
+        issue_output(previous);
+        turns.pass();
+        wgmma_wait<1>();  // the scores group, committed first, has completed
+        pin_accumulators(scores);
+        release(smem.k_empty(slot.stage));
+        mask_scores(n);
+        moved = softmax.exponentiate(scores, to_log2, correction);
+        wgmma_wait<0>();
+        pin_accumulators(out);
+        release(smem.v_empty(previous.stage));
+        scores_to_p();
+      }
+      // Every Q K^T of this tile is complete: the producer may load the next tile's Q.
+      release(smem.q_empty());
+      if (moved) softmax.rescale(out, correction);
+      pin_accumulators(out);
+      turns.wait();
+      issue_output(slot);
+      turns.pass();
       wgmma_wait<0>();
       pin_accumulators(out);
-      release(smem.v_empty(previous.stage));
-      scores_to_p();
+      release(smem.v_empty(slot.stage));
+      slot.advance();
     }
-    if (moved) softmax.rescale(out, correction);
-    pin_accumulators(out);
-    turns.wait();
-    issue_output(slot);
-    turns.pass();
-    wgmma_wait<0>();
-    pin_accumulators(out);
-    release(smem.v_empty(slot.stage));
-    turns.finish();
-  }
 
-  // Epilogue: normalise and store each lane's pairs of columns; head-dim columns past
-  // head_dim (zero-filled by TMA) and rows past the sequence end are not written.
-  softmax.finalize();
-  const int group = lane_group(), pair = 2 * lane_in_group();
+    // Epilogue: normalise and store each lane's pairs of columns; head-dim columns past
+    // head_dim (zero-filled by TMA) and rows past the sequence end are not written. Rows
+    // with no allowed key get zeros and a log-sum-exp of -inf.
+    softmax.finalize();
+    const int group = lane_group(), pair = 2 * lane_in_group();
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int row = warp_row0 + 8 * h + group;
-    if (row >= rows_valid) continue;
-    const float factor = softmax.output_scale(h, 1.0f);
-    Element* const dst = row_pointer<Element>(args.out, batch, seq.q_begin + row_begin + row, head);
+    for (int h = 0; h < 2; ++h) {
+      const int row = warp_row0 + 8 * h + group;
+      if (row >= work.rows_valid) continue;
+      const float factor = softmax.output_scale(h, 1.0f);
+      const std::int64_t global_row = work.seq.q_begin + work.row_begin + row;
+      Element* const dst = row_pointer<Element>(args.out, work.batch, global_row, work.head);
 #pragma unroll
-    for (int di = 0; di < kHeadDim / 8; ++di) {
-      const int col = 8 * di + pair;
-      if (col < args.head_dim)
-        *reinterpret_cast<std::uint32_t*>(dst + col) =
-            ptx::pack2<Element>(out.value[0][di][2 * h] * factor, out.value[0][di][2 * h + 1] * factor);
+      for (int di = 0; di < kHeadDim / 8; ++di) {
+        const int col = 8 * di + pair;
+        if (col < args.head_dim)
+          *reinterpret_cast<std::uint32_t*>(dst + col) =
+              ptx::pack2<Element>(out.value[0][di][2 * h] * factor, out.value[0][di][2 * h + 1] * factor);
+      }
+      if (args.lse != nullptr && pair == 0)
+        args.lse[work.batch * args.lse_batch_stride + work.head * args.lse_head_stride +
+                 global_row * args.lse_row_stride] = softmax.log_sum_exp(h, to_log2);
     }
-    if (args.lse != nullptr && pair == 0)
-      args.lse[batch * args.lse_batch_stride + head * args.lse_head_stride +
-               static_cast<std::int64_t>(seq.q_begin + row_begin + row) * args.lse_row_stride] =
-          softmax.log_sum_exp(h, to_log2);
   }
+  turns.finish();
 }
 
 template <int kHeadDimTile, class Element>
 void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream) {
   using Tile = ForwardTile<kHeadDimTile>;
-  const std::int64_t m_blocks = (args.seq_q + Tile::kBlockM - 1) / Tile::kBlockM;
-  if (m_blocks == 0 || args.batch == 0) return;
+  const std::int64_t tiles = (args.seq_q + Tile::kBlockM - 1) / Tile::kBlockM * args.heads_q * args.batch;
+  if (tiles == 0) return;
   ForwardTensorMaps maps;
   maps.q = make_tensor_map(args.q, geometry, geometry.rows_q, geometry.heads_q, Tile::kBlockM);
   maps.k = make_tensor_map(args.k, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
   maps.v = make_tensor_map(args.v, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
-  const auto m = static_cast<unsigned>(m_blocks), heads = static_cast<unsigned>(args.heads_q),
-             batch = static_cast<unsigned>(args.batch);
-  const auto launch = [&](auto kernel, dim3 grid) {
-    sm80::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
-                     "setting the sm90 forward kernel's shared-memory size");
-    kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(maps, args);
-    sm80::check_cuda(cudaGetLastError(), "launching the sm90 forward kernel");
-  };
-  // Causal: every head's heaviest row blocks first (tile_scheduler.cuh).
-  if (args.window_right >= 0 && m_blocks <= 65535)
-    return launch(forward_kernel<Tile, Element, true>, dim3(heads, batch, m));
-  launch(forward_kernel<Tile, Element, false>, dim3(m, heads, batch));
+  const auto kernel = forward_kernel<Tile, Element>;
+  sm80::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
+                   "setting the sm90 forward kernel's shared-memory size");
+  const std::int64_t blocks = tiles < geometry.multiprocessors ? tiles : geometry.multiprocessors;
+  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSharedBytes, stream>>>(maps, args);
+  sm80::check_cuda(cudaGetLastError(), "launching the sm90 forward kernel");
 }
 
 }  // namespace tileflash::cuda::sm90

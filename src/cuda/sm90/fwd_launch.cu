@@ -112,6 +112,9 @@ void run_forward(const ForwardParams& params, const detail::Problem& problem, cu
   geometry.heads_q = problem.heads_q;
   geometry.heads_kv = problem.heads_kv;
   geometry.batch = problem.varlen ? 1 : problem.batch;
+  sm80::check_cuda(cudaDeviceGetAttribute(&geometry.multiprocessors, cudaDevAttrMultiProcessorCount,
+                                          params.q.device_index),
+                   "reading the multiprocessor count");
   const int tile = CompiledTiles::fitting(static_cast<int>(problem.head_dim));
   if (geometry.float16) CompiledTiles::launch<__half>(tile, geometry, args, stream);
   else CompiledTiles::launch<__nv_bfloat16>(tile, geometry, args, stream);

@@ -34,8 +34,8 @@ struct ForwardTile {
   static constexpr int kAtoms = (kHeadDim + 63) / 64;  // 64-column swizzle atoms per row
   static constexpr int kQBytes = kBlockM * kAtoms * 128;
   static constexpr int kKVBytes = kBlockN * kAtoms * 128;
-  // 1024 bytes of alignment slack, then the tiles, then (1 + 4 * kStages) barriers.
-  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (1 + 4 * kStages);
+  // 1024 bytes of alignment slack, then the tiles, then (2 + 4 * kStages) barriers.
+  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (2 + 4 * kStages);
   // setmaxnreg: the producer needs few registers, the consumers hold S, P and O.
   static constexpr int kProducerRegisters = 40;
   static constexpr int kConsumerRegisters = 232;
@@ -51,6 +51,7 @@ struct TensorMapGeometry {
   bool float16 = false;
   std::int64_t head_dim = 0, rows_q = 0, rows_k = 0, heads_q = 0, heads_kv = 0;
   std::int64_t batch = 0;  // 1 for varlen: the packed tensors are one entry of total rows
+  int multiprocessors = 0;  // of the launching device: the persistent grid's size
 };
 
 CUtensorMap make_tensor_map(const sm80::SequenceTensor& t, const TensorMapGeometry& geometry, std::int64_t rows,
