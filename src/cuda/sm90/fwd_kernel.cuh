@@ -124,7 +124,7 @@ __device__ __forceinline__ ForwardWork forward_work(const sm80::AttentionArgs& a
   return w;
 }
 
-// Persistent: one block per multiprocessor walks the work tiles of PersistentTileOrder, so
+// Persistent: one block per multiprocessor walks its work tiles of PersistentTileOrder, so
 // a tile's loads start while the previous tile's last products and output stores run.
 template <class Tile, class Element>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
@@ -161,7 +161,9 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     prefetch_tensor_map(&maps.v);
     RingPosition<kStages> slot;
     std::uint32_t q_parity = 0;
-    for (std::int64_t t = blockIdx.x; t < order.count(); t += gridDim.x) {
+    for (std::int64_t round = 0;; ++round) {
+      const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
+      if (t >= order.count()) break;
       const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
       if (work.keys.empty()) continue;
       const int kv_head = work.head / (args.heads_q / args.heads_kv);
@@ -239,7 +241,9 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   turns.start();
   RingPosition<kStages> slot;
   std::uint32_t q_parity = 0;
-  for (std::int64_t t = blockIdx.x; t < order.count(); t += gridDim.x) {
+  for (std::int64_t round = 0;; ++round) {
+    const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
+    if (t >= order.count()) break;
     const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
     if (work.rows_valid <= 0) continue;
     const KeyTileRange& keys = work.keys;
