@@ -35,23 +35,23 @@ namespace tileflash::cuda::sm90 {
 // Shared memory of one block: Q, kStages K slots, kStages V slots (each as 64-column
 // swizzle atoms, 1024-byte aligned), then the barriers.
 template <class Tile>
-struct ForwardSharedMemory {  // kQStages Q slots, kStages K slots, kStages V slots, barriers
+struct ForwardSharedMemory {
   unsigned char* base;
-  static constexpr int kKVBase = Tile::kQStages * Tile::kQBytes;
-  static constexpr int kQStages = Tile::kQStages, kStages = Tile::kStages;
 
-  __device__ unsigned char* q(int stage) const { return base + stage * Tile::kQBytes; }
-  __device__ unsigned char* k(int stage) const { return base + kKVBase + stage * Tile::kKVBytes; }
-  __device__ unsigned char* v(int stage) const { return base + kKVBase + (kStages + stage) * Tile::kKVBytes; }
-  __device__ std::uint64_t* barriers() const {
-    return reinterpret_cast<std::uint64_t*>(base + kKVBase + 2 * kStages * Tile::kKVBytes);
+  __device__ unsigned char* q() const { return base; }
+  __device__ unsigned char* k(int stage) const { return base + Tile::kQBytes + stage * Tile::kKVBytes; }
+  __device__ unsigned char* v(int stage) const {
+    return base + Tile::kQBytes + (Tile::kStages + stage) * Tile::kKVBytes;
   }
-  __device__ std::uint64_t* q_full(int stage) const { return barriers() + stage; }
-  __device__ std::uint64_t* q_empty(int stage) const { return barriers() + kQStages + stage; }
-  __device__ std::uint64_t* k_full(int stage) const { return barriers() + 2 * kQStages + stage; }
-  __device__ std::uint64_t* k_empty(int stage) const { return barriers() + 2 * kQStages + kStages + stage; }
-  __device__ std::uint64_t* v_full(int stage) const { return barriers() + 2 * kQStages + 2 * kStages + stage; }
-  __device__ std::uint64_t* v_empty(int stage) const { return barriers() + 2 * kQStages + 3 * kStages + stage; }
+  __device__ std::uint64_t* barriers() const {
+    return reinterpret_cast<std::uint64_t*>(base + Tile::kQBytes + 2 * Tile::kStages * Tile::kKVBytes);
+  }
+  __device__ std::uint64_t* q_full() const { return barriers(); }
+  __device__ std::uint64_t* q_empty() const { return barriers() + 1; }
+  __device__ std::uint64_t* k_full(int stage) const { return barriers() + 2 + stage; }
+  __device__ std::uint64_t* k_empty(int stage) const { return barriers() + 2 + Tile::kStages + stage; }
+  __device__ std::uint64_t* v_full(int stage) const { return barriers() + 2 + 2 * Tile::kStages + stage; }
+  __device__ std::uint64_t* v_empty(int stage) const { return barriers() + 2 + 3 * Tile::kStages + stage; }
 };
 
 // The i-th key tile a block visits sits in ring slot i % kStages; its barriers are on
@@ -141,10 +141,8 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   const int warpgroup = static_cast<int>(threadIdx.x / 128);
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (threadIdx.x == 0) {
-    for (int s = 0; s < Tile::kQStages; ++s) {
-      mbarrier_init(smem.q_full(s), 1);
-      mbarrier_init(smem.q_empty(s), Tile::kConsumerWarps);
-    }
+    mbarrier_init(smem.q_full(), 1);
+    mbarrier_init(smem.q_empty(), Tile::kConsumerWarps);
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(smem.k_full(s), 1);
       mbarrier_init(smem.v_full(s), 1);
@@ -162,19 +160,18 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     prefetch_tensor_map(&maps.k);
     prefetch_tensor_map(&maps.v);
     RingPosition<kStages> slot;
-    RingPosition<Tile::kQStages> q_slot;
+    std::uint32_t q_parity = 0;
     for (std::int64_t round = 0;; ++round) {
       const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
       if (t >= order.count()) break;
       const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
       if (work.keys.empty()) continue;
       const int kv_head = work.head / (args.heads_q / args.heads_kv);
-      // A Q slot is free once every consumer warp's last Q K^T of the tile before is done;
-      // with two slots the next tile's Q lands while this one is computed.
-      mbarrier_wait(smem.q_empty(q_slot.stage), q_slot.parity ^ 1u);
-      load_tile<Tile, kBlockM>(smem.q(q_slot.stage), &maps.q, smem.q_full(q_slot.stage),
-                               work.seq.q_begin + work.row_begin, work.head, work.tma_batch);
-      q_slot.advance();
+      // The Q slot is free once every consumer warp's last Q K^T of the previous tile is done.
+      mbarrier_wait(smem.q_empty(), q_parity ^ 1u);
+      load_tile<Tile, kBlockM>(smem.q(), &maps.q, smem.q_full(), work.seq.q_begin + work.row_begin, work.head,
+                               work.tma_batch);
+      q_parity ^= 1u;
       // Key tiles last to first, as the consumers visit them; K and V have their own
       // slots so the next K can land while this V is still being read.
       for (int n = work.keys.end - 1; n >= work.keys.begin; --n, slot.advance()) {
@@ -194,7 +191,7 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   const int consumer = warpgroup - 1;
   const int warp_row0 = 64 * consumer + 16 * (static_cast<int>(threadIdx.x / 32) % 4);
   const float to_log2 = args.scale * kLog2e;
-  std::uint32_t q_rows = 0;  // this warpgroup's rows of the current Q slot
+  const std::uint32_t q_rows = ptx::smem_address(smem.q()) + 64 * consumer * 128;
 
   AccumulatorTile<1, kHeadDim / 8> out;
   AccumulatorTile<1, kBlockN / 8> scores;
@@ -243,7 +240,7 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   const WarpgroupTurns<Tile::kConsumerWarpgroups> turns{consumer};
   turns.start();
   RingPosition<kStages> slot;
-  RingPosition<Tile::kQStages> q_slot;
+  std::uint32_t q_parity = 0;
   for (std::int64_t round = 0;; ++round) {
     const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
     if (t >= order.count()) break;
@@ -257,8 +254,8 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     out.fill(0.0f);
     softmax.init();
     if (!keys.empty()) {
-      mbarrier_wait(smem.q_full(q_slot.stage), q_slot.parity);
-      q_rows = ptx::smem_address(smem.q(q_slot.stage)) + 64 * consumer * 128;
+      mbarrier_wait(smem.q_full(), q_parity);
+      q_parity ^= 1u;
       turns.wait();
       issue_scores(slot);
       turns.pass();
@@ -290,8 +287,7 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
         scores_to_p();
       }
       // Every Q K^T of this tile is complete: the producer may load the next tile's Q.
-      release(smem.q_empty(q_slot.stage));
-      q_slot.advance();
+      release(smem.q_empty());
       if (moved) softmax.rescale(out, correction);
       pin_accumulators(out);
       turns.wait();

@@ -25,24 +25,20 @@ struct ForwardTensorMaps {
 template <int kHeadDimTile>
 struct ForwardTile {
   static constexpr int kHeadDim = kHeadDimTile;
-  static constexpr int kBlockM = kHeadDim <= 64 ? 192 : 128;
+  static constexpr int kBlockM = 128;
   static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 64;
   static constexpr int kStages = kHeadDim <= 64 ? 3 : 2;
-  // Two Q slots where they fit (all but d = 256), so a block's next Q loads during the
-  // whole current tile: short causal tiles would otherwise wait for it.
-  static constexpr int kQStages = kHeadDim <= 192 ? 2 : 1;
   static constexpr int kConsumerWarpgroups = kBlockM / 64;
   static constexpr int kConsumerWarps = 4 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 * (kConsumerWarpgroups + 1);
   static constexpr int kAtoms = (kHeadDim + 63) / 64;  // 64-column swizzle atoms per row
   static constexpr int kQBytes = kBlockM * kAtoms * 128;
   static constexpr int kKVBytes = kBlockN * kAtoms * 128;
-  // 1024 bytes of alignment slack, then the tiles, then the barriers.
-  static constexpr int kSharedBytes =
-      1024 + kQStages * kQBytes + 2 * kStages * kKVBytes + 8 * (2 * kQStages + 4 * kStages);
+  // 1024 bytes of alignment slack, then the tiles, then (2 + 4 * kStages) barriers.
+  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (2 + 4 * kStages);
   // setmaxnreg: the producer needs few registers, the consumers hold S, P and O.
   static constexpr int kProducerRegisters = 40;
-  static constexpr int kConsumerRegisters = kConsumerWarpgroups == 3 ? 152 : 232;
+  static constexpr int kConsumerRegisters = 232;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
   static_assert(kSharedBytes <= 227 * 1024, "sm90 forward tile exceeds the shared memory of a block");
