@@ -6,7 +6,8 @@
 #   tests      the CudaForward GPU tests (both paths: the selector's pick and sm80 forced)
 #   timing     tileflash-bench forward on the ANCHORS grid, cuda (auto: sm90), cuda with
 #              sm80 forced and cudnn in one run; GRID_SEQ / GRID_HEAD_DIMS narrow it
-#   profile    Nsight Compute on one sm90 launch per head dim (seq 4096, non-causal)
+#   profile    Nsight Compute on one sm90 launch per PROFILE_CASES entry d:causal:seq
+#              (default "128:1:2048 64:0:8192")
 #   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grid
 # Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [sanitizer]
 #   (default: sass tests timing)
@@ -77,12 +78,17 @@ for key in sorted(rows):
 PY
       ;;
     profile)
-      for d in 128 256; do
-        timeout 120 ncu --clock-control none -k regex:sm90.*forward_kernel -s 3 -c 1 --section SpeedOfLight \
-          --section WarpStateStats --section ComputeWorkloadAnalysis --section Occupancy \
-          $build/bench/tileflash-bench --backends cuda --dtype bf16 --head-dim $d --hidden 2048 --tokens 16384 \
-          --seq 4096 --direction fwd --reps 1 --warmup 3 > "$OUT/ncu_d$d.txt" 2>&1
-        grep -E "Duration|Throughput|Stall|Warp Cycles|Issued|Pipe" "$OUT/ncu_d$d.txt" | head -30
+      # Nsight Compute on one sm90 forward launch per case (clocks left alone).
+      for case in ${PROFILE_CASES:-128:1:2048 64:0:8192}; do
+        IFS=: read -r d causal seq <<< "$case"
+        [ "$causal" = 1 ] && mode=yes || mode=no
+        timeout 150 ncu --clock-control none --kernel-name-base demangled -k regex:sm90::forward_kernel -s 3 -c 1 \
+          --section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis --section SchedulerStats \
+          --section LaunchStats $build/bench/tileflash-bench --backends cuda --dtype bf16 --head-dim "$d" --hidden 2048 \
+          --tokens 16384 --seq "$seq" --causal "$mode" --direction fwd --reps 1 --warmup 3 > "$OUT/ncu_$case.txt" 2>&1
+        echo "== ncu d=$d causal=$causal seq=$seq"
+        grep -E "Duration|SM Busy|Issue Slots Busy|Executed Ipc A|Stall|Warp Cycles Per Issued|Eligible Warps|No Eligible|Tensor|Pipe" \
+          "$OUT/ncu_$case.txt" | head -40
       done
       ;;
     sanitizer)
