@@ -85,10 +85,10 @@ PY
         timeout 150 ncu --clock-control none --kernel-name-base demangled -k regex:sm90::forward_kernel -s 3 -c 1 \
           --section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis --section SchedulerStats \
           --section LaunchStats $build/bench/tileflash-bench --backends cuda --dtype bf16 --head-dim "$d" --hidden 2048 \
-          --tokens 16384 --seq "$seq" --causal "$mode" --direction fwd --reps 1 --warmup 3 > "$OUT/ncu_$case.txt" 2>&1
+          --tokens 16384 --seq "$seq" --causal "$mode" --direction fwd --reps 1 --warmup 3 > "$OUT/ncu_d${d}_c${causal}_s$seq.txt" 2>&1
         echo "== ncu d=$d causal=$causal seq=$seq"
         grep -E "Duration|SM Busy|Issue Slots Busy|Executed Ipc A|Stall|Warp Cycles Per Issued|Eligible Warps|No Eligible|Tensor|Pipe" \
-          "$OUT/ncu_$case.txt" | head -40
+          "$OUT/ncu_d${d}_c${causal}_s$seq.txt" | head -40 || tail -5 "$OUT/ncu_d${d}_c${causal}_s$seq.txt"
       done
       ;;
     sanitizer)
