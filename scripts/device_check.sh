@@ -81,11 +81,10 @@ PY
       # Nsight Compute on one sm90 forward launch per case (clocks left alone).
       for case in ${PROFILE_CASES:-128:1:2048 64:0:8192}; do
         IFS=: read -r d causal seq <<< "$case"
-        [ "$causal" = 1 ] && mode=yes || mode=no
         timeout 150 ncu --clock-control none --kernel-name-base demangled -k regex:sm90::forward_kernel -s 3 -c 1 \
           --section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis --section SchedulerStats \
           --section LaunchStats $build/bench/tileflash-bench --backends cuda --dtype bf16 --head-dim "$d" --hidden 2048 \
-          --tokens 16384 --seq "$seq" --causal "$mode" --direction fwd --reps 1 --warmup 3 > "$OUT/ncu_d${d}_c${causal}_s$seq.txt" 2>&1
+          --tokens 16384 --seq "$seq" --causal "$causal" --direction fwd --reps 1 --warmup 3 > "$OUT/ncu_d${d}_c${causal}_s$seq.txt" 2>&1
         echo "== ncu d=$d causal=$causal seq=$seq"
         grep -E "Duration|SM Busy|Issue Slots Busy|Executed Ipc A|Stall|Warp Cycles Per Issued|Eligible Warps|No Eligible|Tensor|Pipe" \
           "$OUT/ncu_d${d}_c${causal}_s$seq.txt" | head -40 || tail -5 "$OUT/ncu_d${d}_c${causal}_s$seq.txt"
