@@ -2,15 +2,18 @@
 
 bench_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# The commit being measured: git where the checkout has its history, else
-# $TILEFLASH_COMMIT (the GPU machine gets a copy of the tree without .git).
+# The commit being measured: $TILEFLASH_COMMIT when set (a snapshot copied inside
+# another checkout, as on the lent GPU machine, would otherwise report the enclosing
+# repository's HEAD), else git.
 bench_commit() {
   local commit
-  if commit="$(git -C "$bench_root" rev-parse --short=12 HEAD 2>/dev/null)"; then
+  if [[ -n "${TILEFLASH_COMMIT:-}" ]]; then
+    echo "$TILEFLASH_COMMIT"
+  elif commit="$(git -C "$bench_root" rev-parse --short=12 HEAD 2>/dev/null)"; then
     git -C "$bench_root" diff --quiet HEAD -- 2>/dev/null || commit+="+uncommitted"
     echo "$commit"
   else
-    echo "${TILEFLASH_COMMIT:-unknown}"
+    echo "unknown"
   fi
 }
 
