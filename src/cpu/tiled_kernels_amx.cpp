@@ -34,8 +34,6 @@ namespace amx {
   __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,avx2,fma,amx-tile,amx-bf16")))
 
 #include "cpu/vec_avx512.inl"
-  }
-};
 
 constexpr int kRowBlock = 12;
 constexpr int kColVectors = 2;
@@ -162,8 +160,9 @@ TILEFLASH_TARGET void round_row_pairs(const float* x, std::uint16_t* pairs) {
 
 // softmax_step for a tile of unscaled products that needs no logit term or dropout, only
 // the band mask (every tile without softcap, bias, ALiBi or dropout): the scale rides on
-// the exponent's argument (exp(scale s - max), max taken over the unscaled products,
-// scale > 0, so a masked -inf stays -inf), and P goes to bf16 straight from the exp.
+// the exponent's argument, with log2 e folded in (2^(scale log2e s - log2e max), max
+// taken over the unscaled products, scale > 0, so a masked -inf stays -inf), and P goes
+// to bf16 straight from the exp.
 TILEFLASH_TARGET void plain_softmax_step(const detail::BandMask& mask, std::int64_t row0, std::int64_t rows,
                                          std::int64_t col0, float scale, float* s, std::uint16_t* p,
                                          const SoftmaxState& st) {
@@ -178,13 +177,13 @@ TILEFLASH_TARGET void plain_softmax_step(const detail::BandMask& mask, std::int6
     st.shift[r] = st.new_max[r] == kNegInf ? 0.0f : st.new_max[r];
   }
   rescale_statistics(st);
-  const __m512 vscale = _mm512_set1_ps(scale);
+  const __m512 vscale = _mm512_set1_ps(scale * Vec::kLog2E);
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* row = s + r * kBlockK;
-    const __m512 vshift = _mm512_set1_ps(st.shift[r]);
+    const __m512 vshift = _mm512_set1_ps(st.shift[r] * Vec::kLog2E);
     Vec vsum = Vec::zero();
     for (std::int64_t c = 0; c < kBlockK; c += W) {
-      const Vec e = Vec{_mm512_fmsub_ps(_mm512_loadu_ps(row + c), vscale, vshift)}.exp();
+      const Vec e = Vec{_mm512_fmsub_ps(_mm512_loadu_ps(row + c), vscale, vshift)}.exp2();
       vsum = vsum + e;
       const __m256bh rounded = _mm512_cvtneps_pbh(e.v);
       std::memcpy(p + r * kBlockK + c, &rounded, sizeof(rounded));

@@ -44,26 +44,25 @@ struct Vec {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
-  // e^x = 2^n e^r with n = round(x / ln 2), |r| <= ln 2 / 2, e^r by its degree-6 Taylor
-  // polynomial (relative error ~1e-7). Arguments below -87 (and -inf) give exactly 0.
-  TILEFLASH_TARGET Vec exp() const {
-    const __m256 lowest = _mm256_set1_ps(-87.0f);
-    const __m256 valid = _mm256_cmp_ps(v, lowest, _CMP_GE_OQ);
-    const __m256 x = _mm256_min_ps(_mm256_max_ps(v, lowest), _mm256_set1_ps(88.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  // As the AVX-512 version: 2^x = 2^n 2^f with n = round(x), |f| <= 1/2, 2^f by a
+  // degree-5 polynomial (relative error 1.7e-7); arguments below -125 (and -inf) give
+  // exactly 0, p(0) = 1 exactly.
+  TILEFLASH_TARGET Vec exp2() const {
+    const __m256 valid = _mm256_cmp_ps(v, _mm256_set1_ps(-125.0f), _CMP_GE_OQ);
+    const __m256 x = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-125.0f)), _mm256_set1_ps(127.0f));
+    const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(x, n);
+    __m256 p = _mm256_set1_ps(1.326469874e-3f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.671508809e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550733776e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402224215e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931469776e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
     const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return {_mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(exponent)), valid)};
   }
+  TILEFLASH_TARGET Vec exp() const { return Vec{_mm256_mul_ps(v, _mm256_set1_ps(kLog2E))}.exp2(); }
+  static constexpr float kLog2E = 1.44269504088896341f;
 };
 
 constexpr int kRowBlock = 6;

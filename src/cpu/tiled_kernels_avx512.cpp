@@ -24,8 +24,6 @@ namespace avx512 {
 #define TILEFLASH_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 
 #include "cpu/vec_avx512.inl"
-  }
-};
 
 constexpr int kRowBlock = 12;
 constexpr int kColVectors = 2;
