@@ -124,71 +124,50 @@ __device__ __forceinline__ ForwardWork forward_work(const sm80::AttentionArgs& a
   return w;
 }
 
-// Persistent: one block per multiprocessor walks its work tiles of PersistentTileOrder, so
-// a tile's loads start while the previous tile's last products and output stores run.
+// The producer: one thread issues every copy of the block's work tiles.
+template <class Tile>
+__device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, const sm80::AttentionArgs& args,
+                                              const ForwardSharedMemory<Tile>& smem) {
+  constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN;
+  const PersistentTileOrder order = forward_tile_order<kBlockM>(args);
+  prefetch_tensor_map(&maps.q);
+  prefetch_tensor_map(&maps.k);
+  prefetch_tensor_map(&maps.v);
+  RingPosition<Tile::kStages> slot;
+  std::uint32_t q_parity = 0;
+  for (std::int64_t round = 0;; ++round) {
+    const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
+    if (t >= order.count()) break;
+    const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
+    if (work.keys.empty()) continue;
+    const int kv_head = work.head / (args.heads_q / args.heads_kv);
+    // The Q slot is free once every consumer warp's last Q K^T of the previous tile is done.
+    mbarrier_wait(smem.q_empty(), q_parity ^ 1u);
+    load_tile<Tile, kBlockM>(smem.q(), &maps.q, smem.q_full(), work.seq.q_begin + work.row_begin, work.head,
+                             work.tma_batch);
+    q_parity ^= 1u;
+    // Key tiles last to first, as the consumers visit them; K and V have their own
+    // slots so the next K can land while this V is still being read.
+    for (int n = work.keys.end - 1; n >= work.keys.begin; --n, slot.advance()) {
+      const int key_row = work.seq.k_begin + n * kBlockN;
+      mbarrier_wait(smem.k_empty(slot.stage), slot.parity ^ 1u);
+      load_tile<Tile, kBlockN>(smem.k(slot.stage), &maps.k, smem.k_full(slot.stage), key_row, kv_head,
+                               work.tma_batch);
+      mbarrier_wait(smem.v_empty(slot.stage), slot.parity ^ 1u);
+      load_tile<Tile, kBlockN>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage), key_row, kv_head,
+                               work.tma_batch);
+    }
+  }
+}
+
+// A consumer warpgroup: its 64 rows of every work tile of the block.
 template <class Tile, class Element>
-__global__ void __launch_bounds__(Tile::kThreads, 1)
-    forward_kernel(const __grid_constant__ ForwardTensorMaps maps, const sm80::AttentionArgs args) {
+__device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, const ForwardSharedMemory<Tile>& smem,
+                                              int consumer) {
   constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN, kHeadDim = Tile::kHeadDim;
   constexpr int kStages = Tile::kStages;
-
-  extern __shared__ unsigned char shared_bytes[];
-  // The swizzle atoms must start on 1024-byte boundaries (kSharedBytes has the slack).
-  const std::uint32_t misalignment = ptx::smem_address(shared_bytes) % kSwizzleGroupBytes;
-  const ForwardSharedMemory<Tile> smem{shared_bytes + (misalignment == 0 ? 0 : kSwizzleGroupBytes - misalignment)};
   const PersistentTileOrder order = forward_tile_order<kBlockM>(args);
-
-  const int warpgroup = static_cast<int>(threadIdx.x / 128);
   const int lane = static_cast<int>(threadIdx.x % 32);
-  if (threadIdx.x == 0) {
-    mbarrier_init(smem.q_full(), 1);
-    mbarrier_init(smem.q_empty(), Tile::kConsumerWarps);
-    for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(smem.k_full(s), 1);
-      mbarrier_init(smem.v_full(s), 1);
-      mbarrier_init(smem.k_empty(s), Tile::kConsumerWarps);
-      mbarrier_init(smem.v_empty(s), Tile::kConsumerWarps);
-    }
-    fence_barrier_init();
-  }
-  __syncthreads();
-
-  if (warpgroup == 0) {
-    release_registers<Tile::kProducerRegisters>();
-    if (threadIdx.x != 0) return;
-    prefetch_tensor_map(&maps.q);
-    prefetch_tensor_map(&maps.k);
-    prefetch_tensor_map(&maps.v);
-    RingPosition<kStages> slot;
-    std::uint32_t q_parity = 0;
-    for (std::int64_t round = 0;; ++round) {
-      const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
-      if (t >= order.count()) break;
-      const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
-      if (work.keys.empty()) continue;
-      const int kv_head = work.head / (args.heads_q / args.heads_kv);
-      // The Q slot is free once every consumer warp's last Q K^T of the previous tile is done.
-      mbarrier_wait(smem.q_empty(), q_parity ^ 1u);
-      load_tile<Tile, kBlockM>(smem.q(), &maps.q, smem.q_full(), work.seq.q_begin + work.row_begin, work.head,
-                               work.tma_batch);
-      q_parity ^= 1u;
-      // Key tiles last to first, as the consumers visit them; K and V have their own
-      // slots so the next K can land while this V is still being read.
-      for (int n = work.keys.end - 1; n >= work.keys.begin; --n, slot.advance()) {
-        const int key_row = work.seq.k_begin + n * kBlockN;
-        mbarrier_wait(smem.k_empty(slot.stage), slot.parity ^ 1u);
-        load_tile<Tile, kBlockN>(smem.k(slot.stage), &maps.k, smem.k_full(slot.stage), key_row, kv_head,
-                                 work.tma_batch);
-        mbarrier_wait(smem.v_empty(slot.stage), slot.parity ^ 1u);
-        load_tile<Tile, kBlockN>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage), key_row, kv_head,
-                                 work.tma_batch);
-      }
-    }
-    return;
-  }
-
-  claim_registers<Tile::kConsumerRegisters>();
-  const int consumer = warpgroup - 1;
   const int warp_row0 = 64 * consumer + 16 * (static_cast<int>(threadIdx.x / 32) % 4);
   const float to_log2 = args.scale * kLog2e;
   const std::uint32_t q_rows = ptx::smem_address(smem.q()) + 64 * consumer * 128;
@@ -324,6 +303,43 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     }
   }
   turns.finish();
+}
+
+// Persistent: one block per multiprocessor walks its work tiles of PersistentTileOrder, so
+// a tile's loads start while the previous tile's last products and output stores run.
+template <class Tile, class Element>
+__global__ void __launch_bounds__(Tile::kThreads, 1)
+    forward_kernel(const __grid_constant__ ForwardTensorMaps maps, const sm80::AttentionArgs args) {
+  constexpr int kStages = Tile::kStages;
+
+  extern __shared__ unsigned char shared_bytes[];
+  // The swizzle atoms must start on 1024-byte boundaries (kSharedBytes has the slack).
+  const std::uint32_t misalignment = ptx::smem_address(shared_bytes) % kSwizzleGroupBytes;
+  const ForwardSharedMemory<Tile> smem{shared_bytes + (misalignment == 0 ? 0 : kSwizzleGroupBytes - misalignment)};
+
+  const int warpgroup = static_cast<int>(threadIdx.x / 128);
+  if (threadIdx.x == 0) {
+    mbarrier_init(smem.q_full(), 1);
+    mbarrier_init(smem.q_empty(), Tile::kConsumerWarps);
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(smem.k_full(s), 1);
+      mbarrier_init(smem.v_full(s), 1);
+      mbarrier_init(smem.k_empty(s), Tile::kConsumerWarps);
+      mbarrier_init(smem.v_empty(s), Tile::kConsumerWarps);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  // The roles are the two branches of one if/else, each opening with its setmaxnreg
+  // (HOPPER.md: ptxas applies the reallocation only to code shaped so).
+  if (warpgroup == 0) {
+    release_registers<Tile::kProducerRegisters>();
+    if (threadIdx.x == 0) produce_tiles<Tile>(maps, args, smem);
+  } else {
+    claim_registers<Tile::kConsumerRegisters>();
+    consume_tiles<Tile, Element>(args, smem, warpgroup - 1);
+  }
 }
 
 template <int kHeadDimTile, class Element>
