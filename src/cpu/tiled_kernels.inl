@@ -1,7 +1,8 @@
 // The tiled kernels, written once over a vector type. Each instruction-set file defines,
 // inside its own namespace and under its own `#pragma GCC target`:
 //   Vec          with width, load, store, broadcast, zero, fma, +, -, *, max,
-//                reduce_max, reduce_add and exp (0 for arguments below about -87);
+//                reduce_max, reduce_add and exp (exactly 0 for -inf; the vector sets give 0
+//                below about -86.6);
 //   kRowBlock    rows of the register-blocked product micro-kernel;
 //   kColVectors  vectors of columns of that micro-kernel;
 //   TILEFLASH_TARGET  the function attribute selecting the instruction set (GCC does not
