@@ -158,8 +158,9 @@ class ScopedEnvironment {
 };
 
 // The Ampere-class tiles of a GPU with less shared memory per block.
+constexpr const char* kSharedMemoryCapVariable = "TILEFLASH_SMEM_LIMIT_BYTES";
 struct SharedMemoryCap : ScopedEnvironment {
-  explicit SharedMemoryCap(int bytes) : ScopedEnvironment("TILEFLASH_SMEM_LIMIT_BYTES", std::to_string(bytes)) {}
+  explicit SharedMemoryCap(int bytes) : ScopedEnvironment(kSharedMemoryCapVariable, std::to_string(bytes)) {}
 };
 
 // Every call on the Ampere-class kernels, also on a Hopper GPU.

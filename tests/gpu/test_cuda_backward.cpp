@@ -218,26 +218,6 @@ TEST(CudaBackward, UnsupportedInputsRaiseError) {
   }
 }
 
-// Sets TILEFLASH_SMEM_LIMIT_BYTES for its lifetime (the backward reads it at every
-// selection), restoring what the process had before.
-class SharedMemoryCap {
- public:
-  explicit SharedMemoryCap(const std::string& bytes) {
-    if (const char* old = std::getenv(kVariable)) previous_ = old;
-    setenv(kVariable, bytes.c_str(), 1);
-  }
-  ~SharedMemoryCap() {
-    if (previous_.empty()) unsetenv(kVariable);
-    else setenv(kVariable, previous_.c_str(), 1);
-  }
-  SharedMemoryCap(const SharedMemoryCap&) = delete;
-  SharedMemoryCap& operator=(const SharedMemoryCap&) = delete;
-  static constexpr const char* kVariable = "TILEFLASH_SMEM_LIMIT_BYTES";
-
- private:
-  std::string previous_;
-};
-
 // The tile variants of A100 (163 KiB of shared memory per block) and of sm_86/89/120
 // (99 KiB), run on this GPU under a cap: every head-dim tile must be accepted (the
 // default tiles of d >= 128 need more) and match the reference, features and
@@ -247,7 +227,7 @@ TEST(CudaBackward, SmallSharedMemoryVariants) {
   const std::pair<std::int64_t, std::int64_t> seqs[] = {{37, 577}, {577, 37}, {1000, 1000}, {1, 1}, {129, 64}, {300, 1000}};
   std::uint64_t seed = 1600;
   for (int cap_kib : {163, 99}) {
-    const SharedMemoryCap cap(std::to_string(cap_kib * 1024));
+    const gpu::SharedMemoryCap cap(cap_kib * 1024);
     std::size_t shape = 0;
     for (std::int64_t head_dim : {40, 64, 96, 128, 160, 192, 256})
       for (bool causal : {false, true}) {
@@ -308,18 +288,18 @@ TEST(CudaBackward, SharedMemoryCapIsChecked) {
   AttentionOutputs o = c.new_outputs();
   const BackwardParams p = on_cuda(c.backward_params(o, Backend::cuda));
   {
-    const SharedMemoryCap cap(std::to_string(32 * 1024));
+    const gpu::SharedMemoryCap cap(32 * 1024);
     std::string reason;
     EXPECT_FALSE(is_supported(p, &reason));
     EXPECT_NE(reason.find("shared memory"), std::string::npos) << reason;
   }
   for (const char* malformed : {"99k", "-5", "0", ""}) {
-    const SharedMemoryCap cap(malformed);
+    const gpu::ScopedEnvironment cap(gpu::kSharedMemoryCapVariable, malformed);
     try {
       select_backward(p);
       ADD_FAILURE() << "accepted TILEFLASH_SMEM_LIMIT_BYTES=\"" << malformed << "\"";
     } catch (const Error& e) {
-      EXPECT_EQ(e.argument(), SharedMemoryCap::kVariable) << e.what();
+      EXPECT_EQ(e.argument(), gpu::kSharedMemoryCapVariable) << e.what();
     }
   }
 }
