@@ -26,7 +26,7 @@ template <int kHeadDimTile>
 struct ForwardTile {
   static constexpr int kHeadDim = kHeadDimTile;
   static constexpr int kBlockM = 128;
-  static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 64;
+  static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 80;
   static constexpr int kStages = kHeadDim <= 64 ? 3 : 2;
   static constexpr int kConsumerWarpgroups = kBlockM / 64;
   static constexpr int kConsumerWarps = 4 * kConsumerWarpgroups;

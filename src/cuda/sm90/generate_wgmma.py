@@ -7,7 +7,7 @@ generated. Run it after changing SHAPES; the output is committed so builds need 
 """
 import pathlib
 
-SHAPES = (64, 96, 128, 192, 256)  # N of m64nNk16: key tiles and head-dim tiles
+SHAPES = (64, 80, 96, 128, 192, 256)  # N of m64nNk16: key tiles and head-dim tiles
 ELEMENTS = (("__half", "f16"), ("__nv_bfloat16", "bf16"))
 
 

@@ -58,6 +58,52 @@ struct Wgmma<__half, 64> {
 };
 
 template <>
+struct Wgmma<__half, 80> {
+  static __device__ __forceinline__ void ss(AccumulatorTile<1, 10>& d, std::uint64_t desc_a, std::uint64_t desc_b, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, "
+        "%24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39}, %40, %41, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d.value[0][0][0]), "+f"(d.value[0][0][1]), "+f"(d.value[0][0][2]), "+f"(d.value[0][0][3]),
+          "+f"(d.value[0][1][0]), "+f"(d.value[0][1][1]), "+f"(d.value[0][1][2]), "+f"(d.value[0][1][3]),
+          "+f"(d.value[0][2][0]), "+f"(d.value[0][2][1]), "+f"(d.value[0][2][2]), "+f"(d.value[0][2][3]),
+          "+f"(d.value[0][3][0]), "+f"(d.value[0][3][1]), "+f"(d.value[0][3][2]), "+f"(d.value[0][3][3]),
+          "+f"(d.value[0][4][0]), "+f"(d.value[0][4][1]), "+f"(d.value[0][4][2]), "+f"(d.value[0][4][3]),
+          "+f"(d.value[0][5][0]), "+f"(d.value[0][5][1]), "+f"(d.value[0][5][2]), "+f"(d.value[0][5][3]),
+          "+f"(d.value[0][6][0]), "+f"(d.value[0][6][1]), "+f"(d.value[0][6][2]), "+f"(d.value[0][6][3]),
+          "+f"(d.value[0][7][0]), "+f"(d.value[0][7][1]), "+f"(d.value[0][7][2]), "+f"(d.value[0][7][3]),
+          "+f"(d.value[0][8][0]), "+f"(d.value[0][8][1]), "+f"(d.value[0][8][2]), "+f"(d.value[0][8][3]),
+          "+f"(d.value[0][9][0]), "+f"(d.value[0][9][1]), "+f"(d.value[0][9][2]), "+f"(d.value[0][9][3])
+        : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+  }
+  static __device__ __forceinline__ void rs(AccumulatorTile<1, 10>& d, const std::uint32_t (&a)[4], std::uint64_t desc_b, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %45, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, "
+        "%24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39}, {%40, %41, %42, %43}, %44, p, 1, 1, 1;\n}\n"
+        : "+f"(d.value[0][0][0]), "+f"(d.value[0][0][1]), "+f"(d.value[0][0][2]), "+f"(d.value[0][0][3]),
+          "+f"(d.value[0][1][0]), "+f"(d.value[0][1][1]), "+f"(d.value[0][1][2]), "+f"(d.value[0][1][3]),
+          "+f"(d.value[0][2][0]), "+f"(d.value[0][2][1]), "+f"(d.value[0][2][2]), "+f"(d.value[0][2][3]),
+          "+f"(d.value[0][3][0]), "+f"(d.value[0][3][1]), "+f"(d.value[0][3][2]), "+f"(d.value[0][3][3]),
+          "+f"(d.value[0][4][0]), "+f"(d.value[0][4][1]), "+f"(d.value[0][4][2]), "+f"(d.value[0][4][3]),
+          "+f"(d.value[0][5][0]), "+f"(d.value[0][5][1]), "+f"(d.value[0][5][2]), "+f"(d.value[0][5][3]),
+          "+f"(d.value[0][6][0]), "+f"(d.value[0][6][1]), "+f"(d.value[0][6][2]), "+f"(d.value[0][6][3]),
+          "+f"(d.value[0][7][0]), "+f"(d.value[0][7][1]), "+f"(d.value[0][7][2]), "+f"(d.value[0][7][3]),
+          "+f"(d.value[0][8][0]), "+f"(d.value[0][8][1]), "+f"(d.value[0][8][2]), "+f"(d.value[0][8][3]),
+          "+f"(d.value[0][9][0]), "+f"(d.value[0][9][1]), "+f"(d.value[0][9][2]), "+f"(d.value[0][9][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+  }
+};
+
+template <>
 struct Wgmma<__half, 96> {
   static __device__ __forceinline__ void ss(AccumulatorTile<1, 12>& d, std::uint64_t desc_a, std::uint64_t desc_b, int scale_d) {
     asm volatile(
@@ -409,6 +455,52 @@ struct Wgmma<__nv_bfloat16, 64> {
           "+f"(d.value[0][5][0]), "+f"(d.value[0][5][1]), "+f"(d.value[0][5][2]), "+f"(d.value[0][5][3]),
           "+f"(d.value[0][6][0]), "+f"(d.value[0][6][1]), "+f"(d.value[0][6][2]), "+f"(d.value[0][6][3]),
           "+f"(d.value[0][7][0]), "+f"(d.value[0][7][1]), "+f"(d.value[0][7][2]), "+f"(d.value[0][7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+  }
+};
+
+template <>
+struct Wgmma<__nv_bfloat16, 80> {
+  static __device__ __forceinline__ void ss(AccumulatorTile<1, 10>& d, std::uint64_t desc_a, std::uint64_t desc_b, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, "
+        "%24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39}, %40, %41, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d.value[0][0][0]), "+f"(d.value[0][0][1]), "+f"(d.value[0][0][2]), "+f"(d.value[0][0][3]),
+          "+f"(d.value[0][1][0]), "+f"(d.value[0][1][1]), "+f"(d.value[0][1][2]), "+f"(d.value[0][1][3]),
+          "+f"(d.value[0][2][0]), "+f"(d.value[0][2][1]), "+f"(d.value[0][2][2]), "+f"(d.value[0][2][3]),
+          "+f"(d.value[0][3][0]), "+f"(d.value[0][3][1]), "+f"(d.value[0][3][2]), "+f"(d.value[0][3][3]),
+          "+f"(d.value[0][4][0]), "+f"(d.value[0][4][1]), "+f"(d.value[0][4][2]), "+f"(d.value[0][4][3]),
+          "+f"(d.value[0][5][0]), "+f"(d.value[0][5][1]), "+f"(d.value[0][5][2]), "+f"(d.value[0][5][3]),
+          "+f"(d.value[0][6][0]), "+f"(d.value[0][6][1]), "+f"(d.value[0][6][2]), "+f"(d.value[0][6][3]),
+          "+f"(d.value[0][7][0]), "+f"(d.value[0][7][1]), "+f"(d.value[0][7][2]), "+f"(d.value[0][7][3]),
+          "+f"(d.value[0][8][0]), "+f"(d.value[0][8][1]), "+f"(d.value[0][8][2]), "+f"(d.value[0][8][3]),
+          "+f"(d.value[0][9][0]), "+f"(d.value[0][9][1]), "+f"(d.value[0][9][2]), "+f"(d.value[0][9][3])
+        : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+  }
+  static __device__ __forceinline__ void rs(AccumulatorTile<1, 10>& d, const std::uint32_t (&a)[4], std::uint64_t desc_b, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %45, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, "
+        "%24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39}, {%40, %41, %42, %43}, %44, p, 1, 1, 1;\n}\n"
+        : "+f"(d.value[0][0][0]), "+f"(d.value[0][0][1]), "+f"(d.value[0][0][2]), "+f"(d.value[0][0][3]),
+          "+f"(d.value[0][1][0]), "+f"(d.value[0][1][1]), "+f"(d.value[0][1][2]), "+f"(d.value[0][1][3]),
+          "+f"(d.value[0][2][0]), "+f"(d.value[0][2][1]), "+f"(d.value[0][2][2]), "+f"(d.value[0][2][3]),
+          "+f"(d.value[0][3][0]), "+f"(d.value[0][3][1]), "+f"(d.value[0][3][2]), "+f"(d.value[0][3][3]),
+          "+f"(d.value[0][4][0]), "+f"(d.value[0][4][1]), "+f"(d.value[0][4][2]), "+f"(d.value[0][4][3]),
+          "+f"(d.value[0][5][0]), "+f"(d.value[0][5][1]), "+f"(d.value[0][5][2]), "+f"(d.value[0][5][3]),
+          "+f"(d.value[0][6][0]), "+f"(d.value[0][6][1]), "+f"(d.value[0][6][2]), "+f"(d.value[0][6][3]),
+          "+f"(d.value[0][7][0]), "+f"(d.value[0][7][1]), "+f"(d.value[0][7][2]), "+f"(d.value[0][7][3]),
+          "+f"(d.value[0][8][0]), "+f"(d.value[0][8][1]), "+f"(d.value[0][8][2]), "+f"(d.value[0][8][3]),
+          "+f"(d.value[0][9][0]), "+f"(d.value[0][9][1]), "+f"(d.value[0][9][2]), "+f"(d.value[0][9][3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
   }
 };
