@@ -20,6 +20,12 @@
 #include "tileflash/error.h"
 #include "tileflash/params.h"
 
+// Skips the current test where no CUDA device is visible (the tests still build and run).
+#define SKIP_WITHOUT_GPU()                                                               \
+  do {                                                                                   \
+    if (::tileflash::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible"; \
+  } while (0)
+
 namespace tileflash::testing::gpu {
 
 inline void check(cudaError_t status, const char* what) {

@@ -23,11 +23,6 @@ namespace {
 
 #if TILEFLASH_TESTS_WITH_CUDA
 
-#define SKIP_WITHOUT_GPU()                                                  \
-  do {                                                                      \
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible"; \
-  } while (0)
-
 // Runs the backward described by host views on the GPU: inputs (out, lse and dout
 // included) uploaded, dq, dk, dv poisoned with NaN on the device and copied back.
 KernelChoice backward_on_gpu(const BackwardParams& host) {

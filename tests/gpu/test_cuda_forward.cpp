@@ -20,11 +20,6 @@ namespace {
 
 #if TILEFLASH_TESTS_WITH_CUDA
 
-#define SKIP_WITHOUT_GPU()                                                  \
-  do {                                                                      \
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible"; \
-  } while (0)
-
 // Whether this build compiled a tile for the case (TILEFLASH_HEAD_DIMS may be reduced).
 bool supported_on_gpu(AttentionCase& c) {
   AttentionOutputs o = c.new_outputs();
