@@ -3,12 +3,13 @@
 //
 // A persistent block walks work tiles of kBlockM query rows of one (batch, head).
 // Warpgroup 0 is the producer: one thread issues every TMA copy (each tile's Q, then its
-// K and V tiles through a ring of kStages slots, each slot with a "full" barrier the
-// copy completes and an "empty" barrier the consumers release). The other warpgroups are consumers, 64 query rows each: per key
-// tile S = Q K^T (wgmma, both operands in shared memory), the band mask and the online
-// softmax in registers (shared with the Ampere-class kernel: wgmma's accumulator layout
-// per warp is mma.sync's), then O += P V with P straight from registers; the softmax of
-// one tile overlaps the P V product of the one before.
+// K and V tiles through a ring of kStages slots, each slot with a "full" barrier the copy
+// completes and an "empty" barrier the consumers release). The other warpgroups are
+// consumers of 64 query rows each: per key tile S = Q K^T (wgmma, both operands in shared
+// memory), the band mask and the online softmax in registers (shared with the
+// Ampere-class kernel: wgmma's accumulator layout per warp is mma.sync's), then O += P V
+// with P straight from registers; the softmax of one tile overlaps the P V product of the
+// one before.
 #pragma once
 
 #include <cuda.h>
@@ -134,7 +135,7 @@ __device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, con
   prefetch_tensor_map(&maps.k);
   prefetch_tensor_map(&maps.v);
   RingPosition<Tile::kStages> slot;
-  std::uint32_t q_parity = 0;
+  RingPosition<1> q_slot;  // one Q slot, whose barriers change phase every tile
   for (std::int64_t round = 0;; ++round) {
     const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
     if (t >= order.count()) break;
@@ -142,10 +143,10 @@ __device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, con
     if (work.keys.empty()) continue;
     const int kv_head = work.head / (args.heads_q / args.heads_kv);
     // The Q slot is free once every consumer warp's last Q K^T of the previous tile is done.
-    mbarrier_wait(smem.q_empty(), q_parity ^ 1u);
+    mbarrier_wait(smem.q_empty(), q_slot.parity ^ 1u);
     load_tile<Tile, kBlockM>(smem.q(), &maps.q, smem.q_full(), work.seq.q_begin + work.row_begin, work.head,
                              work.tma_batch);
-    q_parity ^= 1u;
+    q_slot.advance();
     // Key tiles last to first, as the consumers visit them; K and V have their own
     // slots so the next K can land while this V is still being read.
     for (int n = work.keys.end - 1; n >= work.keys.begin; --n, slot.advance()) {
@@ -219,7 +220,7 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
   const WarpgroupTurns<Tile::kConsumerWarpgroups> turns{consumer};
   turns.start();
   RingPosition<kStages> slot;
-  std::uint32_t q_parity = 0;
+  RingPosition<1> q_slot;
   for (std::int64_t round = 0;; ++round) {
     const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
     if (t >= order.count()) break;
@@ -233,8 +234,8 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
     out.fill(0.0f);
     softmax.init();
     if (!keys.empty()) {
-      mbarrier_wait(smem.q_full(), q_parity);
-      q_parity ^= 1u;
+      mbarrier_wait(smem.q_full(), q_slot.parity);
+      q_slot.advance();
       turns.wait();
       issue_scores(slot);
       turns.pass();
