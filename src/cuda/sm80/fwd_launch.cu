@@ -39,8 +39,10 @@ void run_forward(const ForwardParams& params, const detail::Problem& problem, cu
   check_device_seqlens(params, problem, stream);
   const AttentionArgs args = make_attention_args(params, problem);
   const int tile = CompiledHeadDimTiles::fitting(static_cast<int>(problem.head_dim));
-  if (problem.dtype == DType::float16) CompiledHeadDimTiles::launch<__half>(tile, args, stream);
-  else CompiledHeadDimTiles::launch<__nv_bfloat16>(tile, args, stream);
+  CompiledHeadDimTiles::dispatch(tile, [&](auto head_dim_tile) {
+    if (problem.dtype == DType::float16) launch_forward<decltype(head_dim_tile)::value, __half>(args, stream);
+    else launch_forward<decltype(head_dim_tile)::value, __nv_bfloat16>(args, stream);
+  });
 }
 
 }  // namespace tileflash::cuda::sm80

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "cuda/common/head_dim_tiles.h"
 #include "cuda/sm80/launch_args.h"
 #include "cuda/sm90/fwd_launch.h"
 #include "cuda/sm90/launch.h"
@@ -18,7 +19,9 @@
 namespace tileflash::cuda::sm90 {
 namespace {
 
-using CompiledTiles = Sm90HeadDimTiles<TILEFLASH_CUDA_SM90_HEAD_DIMS>;
+// The sm90 head-dim tiles of this build, from CMake (the multiples of 32 among
+// TILEFLASH_HEAD_DIMS; none when TILEFLASH_CUDA_ARCHS lacks 90).
+using CompiledTiles = HeadDimTiles<TILEFLASH_CUDA_SM90_HEAD_DIMS>;
 
 constexpr std::int64_t kMaxTmaStrideBytes = std::int64_t{1} << 40;
 
@@ -116,8 +119,10 @@ void run_forward(const ForwardParams& params, const detail::Problem& problem, cu
                                           params.q.device_index),
                    "reading the multiprocessor count");
   const int tile = CompiledTiles::fitting(static_cast<int>(problem.head_dim));
-  if (geometry.float16) CompiledTiles::launch<__half>(tile, geometry, args, stream);
-  else CompiledTiles::launch<__nv_bfloat16>(tile, geometry, args, stream);
+  CompiledTiles::dispatch(tile, [&](auto head_dim_tile) {
+    if (geometry.float16) launch_forward<decltype(head_dim_tile)::value, __half>(geometry, args, stream);
+    else launch_forward<decltype(head_dim_tile)::value, __nv_bfloat16>(geometry, args, stream);
+  });
 }
 
 }  // namespace tileflash::cuda::sm90

@@ -60,21 +60,4 @@ CUtensorMap make_tensor_map(const sm80::SequenceTensor& t, const TensorMapGeomet
 template <int kHeadDimTile, class Element>
 void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream);
 
-// The sm90 head-dim tiles of this build, from CMake (the multiples of 32 among
-// TILEFLASH_HEAD_DIMS; none when TILEFLASH_CUDA_ARCHS lacks 90).
-template <int... kTiles>
-struct Sm90HeadDimTiles {
-  // The smallest tile that holds head_dim, 0 if none does.
-  static constexpr int fitting(int head_dim) {
-    int best = 0;
-    ((kTiles >= head_dim && (best == 0 || kTiles < best) ? void(best = kTiles) : void()), ...);
-    return best;
-  }
-  template <class Element>
-  static void launch(int tile, const TensorMapGeometry& geometry, const sm80::AttentionArgs& args,
-                     cudaStream_t stream) {
-    ((tile == kTiles ? launch_forward<kTiles, Element>(geometry, args, stream) : void()), ...);
-  }
-};
-
 }  // namespace tileflash::cuda::sm90
