@@ -247,14 +247,17 @@ TILEFLASH_TARGET void forward_tile(const ForwardTileArgs& a) {
   const std::int64_t pd = a.padded_dim;
   float* s = a.scratch;
   const SoftmaxState st(s + kBlockQ * kBlockK);
-  std::fill(a.out, a.out + a.rows * pd, 0.0f);
   const KeyTileRange tiles = key_tiles_of(a.logits.mask, a.row0, a.rows);
+  // The first key tile writes O = P V, so O needs zeros only where no key tile is seen.
+  if (tiles.begin >= tiles.end) std::fill(a.out, a.out + a.rows * pd, 0.0f);
   for (std::int64_t kt = tiles.begin; kt < tiles.end; ++kt) {
     product(a.rows, kBlockK, a.head_dim, a.q, pd, 1, a.k_cols + kt * a.head_dim * kBlockK, kBlockK,
             {s, kBlockK, false});
     softmax_step(a.logits, a.row0, a.rows, kt * kBlockK, s, st);
     // O = diag(rescale) O + P V
-    product(a.rows, pd, kBlockK, s, kBlockK, 1, a.v_rows + kt * kBlockK * pd, pd, {a.out, pd, true, st.rescale});
+    const bool first = kt == tiles.begin;
+    product(a.rows, pd, kBlockK, s, kBlockK, 1, a.v_rows + kt * kBlockK * pd, pd,
+            {a.out, pd, !first, first ? nullptr : st.rescale});
   }
   finish_softmax(a.logits, a.rows, pd, st, a.out, a.lse);
 }

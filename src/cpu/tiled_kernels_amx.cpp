@@ -201,14 +201,17 @@ TILEFLASH_TARGET void forward_tile_bf16(const ForwardTileBf16Args& a) {
   const SoftmaxState st(s + kBlockQ * kBlockK);
   auto* p = reinterpret_cast<std::uint16_t*>(a.scratch + kForwardScratchFloats);
   // Rows past a.rows are carried through P V as zeros (their O stays 0 and is never read).
-  std::fill(a.out, a.out + kBlockQ * pd, 0.0f);
   std::fill(p + a.rows * kBlockK, p + kBlockQ * kBlockK, std::uint16_t{0});
   const bool no_terms = lg.softcap <= 0.0f && !lg.bias.defined() && !lg.has_alibi && !lg.has_dropout && a.scale > 0.0f;
   const Vec scale = Vec::broadcast(a.scale);
   configure_tiles();
   const KeyTileRange tiles = key_tiles_of(lg.mask, a.row0, a.rows);
+  // The first key tile writes O (= P V) rather than adding to it, so O is neither zeroed
+  // nor rescaled before it: only a query tile that sees no key needs the zeros.
+  if (tiles.begin >= tiles.end) std::fill(a.out, a.out + kBlockQ * pd, 0.0f);
   for (std::int64_t kt = tiles.begin; kt < tiles.end; ++kt) {
     const std::int64_t col0 = kt * kBlockK;
+    const bool first = kt == tiles.begin;
     multiply(kBlockQ, kBlockK, pd, a.q, pd, a.k_pairs + kt * pd * kBlockK, s, kBlockK, false);
     if (no_terms) {
       plain_softmax_step(lg.mask, a.row0, a.rows, col0, a.scale, s, p, st);
@@ -220,13 +223,14 @@ TILEFLASH_TARGET void forward_tile_bf16(const ForwardTileBf16Args& a) {
         std::memcpy(p + i, &rounded, sizeof(rounded));
       }
     }
-    for (std::int64_t r = 0; r < kBlockQ; ++r) {
+    // Rows past a.rows hold zeros, which no factor changes.
+    for (std::int64_t r = 0; r < a.rows && !first; ++r) {
       // Once a row's maximum settles its factor is exactly 1.
       if (st.rescale[r] == 1.0f) continue;
       const Vec factor = Vec::broadcast(st.rescale[r]);
       for (std::int64_t c = 0; c < pd; c += W) (Vec::load(a.out + r * pd + c) * factor).store(a.out + r * pd + c);
     }
-    multiply(kBlockQ, pd, kBlockK, p, kBlockK, a.v_pairs + kt * kBlockK * pd, a.out, pd, true);
+    multiply(kBlockQ, pd, kBlockK, p, kBlockK, a.v_pairs + kt * kBlockK * pd, a.out, pd, !first);
   }
   // Lets the OS skip saving the tile registers when this thread is switched out.
   _tile_release();
