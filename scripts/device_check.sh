@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# One call on the lent GPU machine for the CUDA forward kernels: build for sm_90 (the
+# One call on the lent GPU machine for the CUDA kernels: build for sm_90 (the
 # Ampere-class kernels and the Hopper sm_90a ones), then the steps asked for. Logs go to
 # $OUT (the device tool's folder); the last lines printed are short tables.
-#   sass       registers, spills and the Hopper instructions (HGMMA, UTMALDG) of the sm90 kernels
-#   tests      the CudaForward GPU tests (both paths: the selector's pick and sm80 forced)
-#   timing     tileflash-bench forward on the ANCHORS grid, cuda (auto: sm90), cuda with
-#              sm80 forced and cudnn in one run; GRID_SEQ / GRID_HEAD_DIMS narrow it
+#   sass       registers, spills and the Hopper instructions (HGMMA, UTMALDG, UBLKRED) of the sm90 kernels
+#   tests      the GPU tests of TEST_FILTER (default CudaForward*:CudaBackward*; both paths:
+#              the selector's pick and sm80 forced)
+#   timing     tileflash-bench on the ANCHORS grid, cuda (auto: sm90), cuda with sm80 forced
+#              and cudnn in one run; GRID_SEQ / GRID_HEAD_DIMS narrow it, GRID_DIRECTION
+#              (default fwd) picks fwd, bwd or fwd,bwd
 #   profile    Nsight Compute on one sm90 launch per PROFILE_CASES entry d:causal:seq
 #              (default "128:1:2048 64:0:8192")
-#   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grid
+#   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grids
 # Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [sanitizer]
 #   (default: sass tests timing)
 # Environment: TILEFLASH_HEAD_DIMS (default "64;96;128;192;256"). GoogleTest: the system's, else
@@ -34,21 +36,22 @@ cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEFLASH_CUDA=ON -DT
   ninja -C $build -j16 tileflash_tests tileflash-bench >> "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
 
 grid=(--dtype bf16 --head-dim "${GRID_HEAD_DIMS:-64,128,256}" --hidden 2048 --tokens 16384
-      --seq "${GRID_SEQ:-1024,2048,4096,8192,16384}" --causal both --direction fwd --reps 20 --warmup 5)
+      --seq "${GRID_SEQ:-1024,2048,4096,8192,16384}" --causal both --direction "${GRID_DIRECTION:-fwd}" --reps 20 --warmup 5)
 for step in $steps; do
   case $step in
     sass)
-      grep -A2 "Compiling entry function '.*sm90.*forward_kernel" "$OUT/build.log" | grep -E "registers|spill" |
+      grep -A2 -E "Compiling entry function '.*sm90.*(forward|backward)_kernel" "$OUT/build.log" | grep -E "registers|spill" |
         sort | uniq -c
       for object in $build/src/cuda/CMakeFiles/tileflash_cuda_sm90.dir/generated/*.o; do
         cuobjdump --dump-sass "$object" > /tmp/kernel.sass 2>&1
         printf '%s: ' "$(basename "$object")"
-        for op in HGMMA UTMALDG SYNCS USETMAXREG LDL STL; do printf '%s=%s ' $op "$(grep -c "$op" /tmp/kernel.sass)"; done
+        for op in HGMMA UTMALDG UBLKRED SYNCS USETMAXREG LDL STL; do printf '%s=%s ' $op "$(grep -c "$op" /tmp/kernel.sass)"; done
         echo
       done
       ;;
     tests)
-      timeout 400 $build/tests/tileflash_tests --gtest_filter='CudaForward*' > "$OUT/tests.log" 2>&1
+      timeout ${TEST_TIMEOUT:-400} $build/tests/tileflash_tests --gtest_filter="${TEST_FILTER:-CudaForward*:CudaBackward*}" \
+        > "$OUT/tests.log" 2>&1
       echo "tests rc=$?"; grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is" "$OUT/tests.log" | head -40
       ;;
     timing)
@@ -57,7 +60,7 @@ for step in $steps; do
       echo "timing rc=$?"
       # Pythia-2.8B's head dim (32 heads of 80) in the same call.
       timeout 100 $build/bench/tileflash-bench --backends cuda,cudnn --dtype bf16 --head-dim 80 --heads 32 \
-        --tokens 16384 --seq 2048,8192,16384 --causal both --direction fwd --reps 20 --warmup 5 \
+        --tokens 16384 --seq 2048,8192,16384 --causal both --direction "${GRID_DIRECTION:-fwd}" --reps 20 --warmup 5 \
         --csv "$OUT/timing_d80.csv" > "$OUT/timing_d80.log" 2>&1
       TILEFLASH_FORCE_SM80=1 timeout 150 $build/bench/tileflash-bench --backends cuda "${grid[@]}" \
         --csv "$OUT/timing_sm80.csv" > "$OUT/timing_sm80.log" 2>&1
@@ -66,15 +69,15 @@ import csv, sys
 rows = {}
 for path in sys.argv[1:]:
     for r in csv.DictReader(line for line in open(path) if not line.startswith("#")):
-        key = (int(r["head_dim"]), r["causal"], int(r["seq_q"]))
+        key = (r["direction"], int(r["head_dim"]), r["causal"], int(r["seq_q"]))
         rows.setdefault(key, {})[r["backend"] + ":" + r["kernel"]] = float(r["tflops"])
-print("d  causal  seq    sm90  sm80  cudnn  sm90/cudnn  sm90/sm80")
+print("dir d  causal  seq    sm90  sm80  cudnn  sm90/cudnn  sm90/sm80")
 for key in sorted(rows):
     t = rows[key]
     sm90 = next((v for k, v in t.items() if k.startswith("cuda:sm90")), float("nan"))
     sm80 = next((v for k, v in t.items() if k.startswith("cuda:sm80")), float("nan"))
     cudnn = next((v for k, v in t.items() if k.startswith("cudnn")), float("nan"))
-    print(f"{key[0]:<3}{key[1]:<8}{key[2]:<6}{sm90:6.0f}{sm80:6.0f}{cudnn:7.0f}{sm90 / cudnn:10.2f}{sm90 / sm80:10.2f}")
+    print(f"{key[0]:<4}{key[1]:<3}{key[2]:<8}{key[3]:<6}{sm90:6.0f}{sm80:6.0f}{cudnn:7.0f}{sm90 / cudnn:10.2f}{sm90 / sm80:10.2f}")
 PY
       ;;
     profile)
@@ -93,7 +96,7 @@ PY
     sanitizer)
       for tool in memcheck racecheck synccheck; do
         timeout 200 compute-sanitizer --tool $tool --error-exitcode 9 $build/tests/tileflash_tests \
-          --gtest_filter='CudaForwardSanitizer.*' > "$OUT/sanitizer_$tool.log" 2>&1
+          --gtest_filter='CudaForwardSanitizer.*:CudaBackwardSanitizer.*' > "$OUT/sanitizer_$tool.log" 2>&1
         echo "$tool rc=$?"; tail -3 "$OUT/sanitizer_$tool.log"
       done
       ;;

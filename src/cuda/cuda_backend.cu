@@ -68,7 +68,7 @@ std::string select_forward(const ForwardParams& params, const detail::Problem& p
 std::string select_backward(const BackwardParams& params, const detail::Problem& problem) {
   const std::string reason = sm80::backward_unsupported_reason(params, problem);
   if (!reason.empty()) throw_unsupported(reason);
-  return "sm80";
+  return sm90::backward_unsupported_reason(params, problem).empty() ? "sm90" : "sm80";
 }
 
 void forward(const ForwardParams& params, const detail::Problem& problem, const std::string& kernel) {
@@ -79,10 +79,12 @@ void forward(const ForwardParams& params, const detail::Problem& problem, const 
   else sm80::run_forward(params, problem, stream);
 }
 
-void backward(const BackwardParams& params, const detail::Problem& problem, const std::string&) {
+void backward(const BackwardParams& params, const detail::Problem& problem, const std::string& kernel) {
   check_device(params.q.device_index);
   DeviceGuard guard(params.q.device_index);
-  sm80::run_backward(params, problem, static_cast<cudaStream_t>(params.cuda_stream));
+  const auto stream = static_cast<cudaStream_t>(params.cuda_stream);
+  if (kernel == "sm90") sm90::run_backward(params, problem, stream);
+  else sm80::run_backward(params, problem, stream);
 }
 
 }  // namespace tileflash::cuda

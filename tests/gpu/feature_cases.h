@@ -13,6 +13,13 @@
 
 namespace tileflash::testing::gpu {
 
+// Whether a case uses a logit term or dropout, which the Hopper kernels leave to the
+// Ampere-class ones.
+inline bool uses_logit_extras(const CaseConfig& c) {
+  return c.softcap > 0.0f || c.bias != CaseConfig::Bias::none || c.alibi != CaseConfig::Alibi::none ||
+         c.dropout_p > 0.0f || (c.softmax_scale && !(*c.softmax_scale > 0.0f));
+}
+
 // Two sequences of 37 queries against 577 keys, three heads: odd sizes that end inside tiles.
 inline CaseConfig base_case(DType dtype, std::int64_t head_dim) {
   CaseConfig c;

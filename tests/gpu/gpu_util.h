@@ -188,6 +188,17 @@ inline bool hopper_path_active() {
 #endif
 }
 
+// Runs `check` with the kernels the selector picks and, on a Hopper GPU, again with the
+// Ampere-class kernels forced, so one GPU tests both paths.
+template <class Check>
+void on_each_kernel_path(Check&& check) {
+  check();
+  if (hopper_path_active()) {
+    const AmperePathOnly ampere;
+    check();
+  }
+}
+
 }  // namespace tileflash::testing::gpu
 
 #endif  // TILEFLASH_TESTS_WITH_CUDA

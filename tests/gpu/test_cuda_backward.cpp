@@ -70,6 +70,13 @@ bool supported_on_gpu(AttentionCase& c) {
   return false;
 }
 
+// The kernel the selector must pick: the Hopper one on sm_90 for head dims up to 128
+// without the logit extras, else the Ampere-class one (deterministic mode, which these
+// cases do not use, stays there too).
+std::string expected_backward_kernel(const CaseConfig& c) {
+  return gpu::hopper_path_active() && !gpu::uses_logit_extras(c) && c.head_dim <= 128 ? "sm90" : "sm80";
+}
+
 // dq, dk, dv of the GPU, of the same-precision standard attention and of the fp64
 // reference, under the tolerance rule. The GPU and the standard attention take the
 // standard attention's forward out and lse, so the check does not lean on the GPU forward.
@@ -83,7 +90,8 @@ void expect_gpu_backward_matches_reference(const CaseConfig& config, std::uint64
   result.out = baseline.out;
   result.lse = baseline.lse;
 
-  EXPECT_EQ(backward_on_gpu(c.backward_params(result, Backend::cuda)).kernel, "sm80");
+  EXPECT_EQ(backward_on_gpu(c.backward_params(result, Backend::cuda)).kernel, expected_backward_kernel(config))
+      << config.describe();
   standard_attention_backward(c.backward_params(baseline, Backend::reference));
   backward(exact.backward_params(reference, Backend::reference));
   for (const auto& [name, got, base, ref] :
@@ -95,32 +103,36 @@ void expect_gpu_backward_matches_reference(const CaseConfig& config, std::uint64
 TEST(CudaBackward, ShapeGrid) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 1100;
-  for (DType dtype : {DType::bfloat16, DType::float16})
-    for (const CaseConfig& c : gpu::shape_grid_cases(dtype, {8, 40, 64, 80, 96, 128, 160, 192, 200, 256}))
-      expect_gpu_backward_matches_reference(c, ++seed);
+  gpu::on_each_kernel_path([&] {
+    for (DType dtype : {DType::bfloat16, DType::float16})
+      for (const CaseConfig& c : gpu::shape_grid_cases(dtype, {8, 40, 64, 80, 96, 128, 160, 192, 200, 256}))
+        expect_gpu_backward_matches_reference(c, ++seed);
+  });
 }
 
 TEST(CudaBackward, EveryFeature) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 1200;
-  for (DType dtype : {DType::bfloat16, DType::float16})
-    for (std::int64_t head_dim : {64, 80, 128, 256}) {
-      const CaseConfig base = gpu::base_case(dtype, head_dim);
-      std::vector<CaseConfig> cases = gpu::shared_feature_cases(base);
-      auto add = [&](auto change) {
-        CaseConfig c = base;
-        change(c);
-        cases.push_back(c);
-      };
-      add([](CaseConfig& c) { c.seq_q = 300; c.seq_k = 1000; c.window_left = 0; c.window_right = 0; });  // keys no row sees
-      add([](CaseConfig& c) { c.dropout_p = 0.5f; c.dropout_seed = 99; c.causal = true; c.seq_q = 300; c.seq_k = 300; });
-      add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; c.seq_q = 1000; c.seq_k = 129; });
-      // Large logits. A recomputing backward takes P = exp(s - lse) from an fp32 S whose
-      // rounding depends on the summation order (|s| ~ 1e4: ulp ~ 1e-3); with fp16's finer
-      // mantissa that alone exceeds the tolerance for P near 1, so fp16 stops at |s| ~ 1e3.
-      add([&](CaseConfig& c) { c.input_stddev = dtype == DType::float16 ? 10.0 : 30.0; c.seq_q = 100; });
-      for (const CaseConfig& c : cases) expect_gpu_backward_matches_reference(c, ++seed);
-    }
+  gpu::on_each_kernel_path([&] {
+    for (DType dtype : {DType::bfloat16, DType::float16})
+      for (std::int64_t head_dim : {64, 80, 128, 256}) {
+        const CaseConfig base = gpu::base_case(dtype, head_dim);
+        std::vector<CaseConfig> cases = gpu::shared_feature_cases(base);
+        auto add = [&](auto change) {
+          CaseConfig c = base;
+          change(c);
+          cases.push_back(c);
+        };
+        add([](CaseConfig& c) { c.seq_q = 300; c.seq_k = 1000; c.window_left = 0; c.window_right = 0; });  // keys no row sees
+        add([](CaseConfig& c) { c.dropout_p = 0.5f; c.dropout_seed = 99; c.causal = true; c.seq_q = 300; c.seq_k = 300; });
+        add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; c.seq_q = 1000; c.seq_k = 129; });
+        // Large logits. A recomputing backward takes P = exp(s - lse) from an fp32 S whose
+        // rounding depends on the summation order (|s| ~ 1e4: ulp ~ 1e-3); with fp16's finer
+        // mantissa that alone exceeds the tolerance for P near 1, so fp16 stops at |s| ~ 1e3.
+        add([&](CaseConfig& c) { c.input_stddev = dtype == DType::float16 ? 10.0 : 30.0; c.seq_q = 100; });
+        for (const CaseConfig& c : cases) expect_gpu_backward_matches_reference(c, ++seed);
+      }
+  });
 }
 
 // Several key blocks add into every dQ row, so fast mode's atomics would reorder sums;
@@ -221,6 +233,7 @@ TEST(CudaBackward, SmallSharedMemoryVariants) {
   SKIP_WITHOUT_GPU();
   const std::pair<std::int64_t, std::int64_t> seqs[] = {{37, 577}, {577, 37}, {1000, 1000}, {1, 1}, {129, 64}, {300, 1000}};
   std::uint64_t seed = 1600;
+  const gpu::AmperePathOnly ampere;  // the caps describe GPUs without the Hopper path
   for (int cap_kib : {163, 99}) {
     const gpu::SharedMemoryCap cap(cap_kib * 1024);
     std::size_t shape = 0;

@@ -39,20 +39,7 @@ bool supported_on_gpu(AttentionCase& c) {
 // The kernel the selector must pick: the Hopper one on sm_90 for everything but the logit
 // extras (softcap, bias, ALiBi, dropout), which stay on the Ampere-class kernel.
 std::string expected_forward_kernel(const CaseConfig& c) {
-  const bool extras = c.softcap > 0.0f || c.bias != CaseConfig::Bias::none || c.alibi != CaseConfig::Alibi::none ||
-                      c.dropout_p > 0.0f || (c.softmax_scale && !(*c.softmax_scale > 0.0f));
-  return gpu::hopper_path_active() && !extras ? "sm90" : "sm80";
-}
-
-// Runs `check` with the kernels the selector picks and, on a Hopper GPU, again with the
-// Ampere-class kernels forced, so one GPU tests both paths.
-template <class Check>
-void on_each_forward_path(Check&& check) {
-  check();
-  if (gpu::hopper_path_active()) {
-    const gpu::AmperePathOnly ampere;
-    check();
-  }
+  return gpu::hopper_path_active() && !gpu::uses_logit_extras(c) ? "sm90" : "sm80";
 }
 
 // GPU result, same-precision standard attention and fp64 reference, under the tolerance
@@ -74,7 +61,7 @@ void expect_gpu_matches_reference(const CaseConfig& config, std::uint64_t seed) 
 TEST(CudaForward, ShapeGrid) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 100;
-  on_each_forward_path([&] {
+  gpu::on_each_kernel_path([&] {
     for (DType dtype : {DType::bfloat16, DType::float16})
       for (const CaseConfig& c : gpu::shape_grid_cases(dtype, {8, 40, 64, 80, 96, 128, 176, 200, 256}))
         expect_gpu_matches_reference(c, ++seed);
@@ -84,7 +71,7 @@ TEST(CudaForward, ShapeGrid) {
 TEST(CudaForward, EveryFeature) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 200;
-  on_each_forward_path([&] {
+  gpu::on_each_kernel_path([&] {
   for (DType dtype : {DType::bfloat16, DType::float16})
     for (std::int64_t head_dim : {64, 80, 128}) {
       const CaseConfig base = gpu::base_case(dtype, head_dim);
@@ -294,7 +281,7 @@ TEST(CudaForward, LongSequence128k) {
 TEST(CudaForwardSanitizer, SmallGrid) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 800;
-  on_each_forward_path([&] {
+  gpu::on_each_kernel_path([&] {
   for (std::int64_t head_dim : {40, 64, 128, 256}) {
     CaseConfig c = gpu::base_case(DType::bfloat16, head_dim);
     c.seq_q = 70;

@@ -50,6 +50,34 @@ __device__ __forceinline__ void apply_band_mask(AccumulatorTile<kMTiles, kNTiles
     }
 }
 
+// The same mask on a transposed score tile, rows keys and columns query rows (the Hopper
+// backward computes S^T = K Q^T): each column's allowed keys are one interval, and query
+// rows at or past the sequence's end allow none.
+template <int kMTiles, int kNTiles>
+__device__ __forceinline__ void apply_band_mask_transposed(AccumulatorTile<kMTiles, kNTiles>& acc,
+                                                           const detail::BandMask& mask, std::int64_t key0,
+                                                           std::int64_t query0) {
+  const auto local = [&](std::int64_t key) {
+    const std::int64_t k = key - key0;
+    return static_cast<int>(k < 0 ? -1 : (k > 16 * kMTiles ? 16 * kMTiles : k));
+  };
+#pragma unroll
+  for (int ni = 0; ni < kNTiles; ++ni)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const std::int64_t query = query0 + accumulator_col(ni, c);
+      const int first = local(mask.first_col(query));
+      const int end = query < mask.seq_q ? local(mask.end_col(query)) : -1;
+#pragma unroll
+      for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int key = 16 * mi + 8 * h + lane_group();
+          if (key < first || key >= end) acc.value[mi][ni][2 * h + c] = -INFINITY;
+        }
+    }
+}
+
 // The key tiles [begin, end) of width kBlockN that query rows [row_begin, row_end) touch,
 // and the subrange where no score of the block is masked (so the mask can be skipped).
 struct KeyTileRange {

@@ -25,6 +25,7 @@
 #include "cuda/sm80/launch_args.h"
 #include "cuda/sm90/fwd_launch.h"
 #include "cuda/sm90/hopper.cuh"
+#include "cuda/sm90/pipeline.cuh"
 #include "cuda/sm90/wgmma_generated.cuh"
 
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -55,20 +56,6 @@ struct ForwardSharedMemory {
   __device__ std::uint64_t* v_empty(int stage) const { return barriers() + 2 + 3 * Tile::kStages + stage; }
 };
 
-// The i-th key tile a block visits sits in ring slot i % kStages; its barriers are on
-// their (i / kStages)-th phase.
-template <int kStages>
-struct RingPosition {
-  int stage = 0;
-  std::uint32_t parity = 0;
-  __device__ __forceinline__ void advance() {
-    if (++stage == kStages) {
-      stage = 0;
-      parity ^= 1u;
-    }
-  }
-};
-
 // The consumer warpgroups issue their wgmma in turn, round robin: warpgroup c waits on
 // named barrier 1 + c, which the previous warpgroup arrives at once it has issued its
 // products. Barrier 0 is __syncthreads().
@@ -88,17 +75,6 @@ struct WarpgroupTurns {
     if (consumer == 0) wait();
   }
 };
-
-// Loads one (rows x kHeadDim) tile as kAtoms boxes of 64 columns, all completing on `full`
-// (a box counts all its bytes, the zero-filled ones too).
-template <class Tile, int kRows>
-__device__ __forceinline__ void load_tile(unsigned char* smem, const CUtensorMap* map, std::uint64_t* full, int row,
-                                          int head, int batch) {
-  mbarrier_arrive_expect_bytes(full, kRows * Tile::kAtoms * 128);
-#pragma unroll
-  for (int atom = 0; atom < Tile::kAtoms; ++atom)
-    tma_load_4d(smem + atom * kRows * 128, map, full, 64 * atom, row, head, batch);
-}
 
 // Everything a block needs to know about one work tile; the producer and the consumers
 // derive it alike from the tile's coordinates.

@@ -67,6 +67,27 @@ __device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<std::uint64_t>(map)) : "memory");
 }
 
+// ---- Ordinary shared-memory stores become visible to the async proxy (wgmma operand
+// reads, bulk copies) only through this fence, executed by every writing thread before
+// the barrier that hands the data over.
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// ---- Bulk reduction: adds `bytes` of fp32 from shared memory into global memory, each
+// element atomically, as one bulk async-group operation (16-byte aligned, bytes % 16 == 0).
+__device__ __forceinline__ void bulk_reduce_add(float* global, const void* smem, std::uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(global),
+               "r"(ptx::smem_address(smem)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Until at most kPending committed bulk groups still read their shared-memory source.
+template <int kPending>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
+}
+// Until every committed bulk group has completed, its global writes included.
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
 // ---- Named barriers (ids 1..15; 0 is __syncthreads): `threads` counts the threads
 // that sync plus those that only arrive, in whole warps.
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {

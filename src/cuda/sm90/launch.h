@@ -20,4 +20,10 @@ std::string forward_unsupported_reason(const ForwardParams& params, const detail
 
 void run_forward(const ForwardParams& params, const detail::Problem& problem, cudaStream_t stream);
 
+// The same for the backward; it also declines deterministic mode (its dQ reductions add in
+// arrival order) and head dims above 128.
+std::string backward_unsupported_reason(const BackwardParams& params, const detail::Problem& problem);
+
+void run_backward(const BackwardParams& params, const detail::Problem& problem, cudaStream_t stream);
+
 }  // namespace tileflash::cuda::sm90

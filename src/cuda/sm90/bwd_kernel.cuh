@@ -1,0 +1,468 @@
+// The Hopper FlashAttention backward kernel (sm_90a): per block of 128 keys, TMA loads of
+// the query blocks that reach them, wgmma products, and dQ added to memory by bulk
+// reductions.
+//
+// Warp 0 of warpgroup 0 is the producer: K and V of the block once, then per query block
+// Q and dO through a ring of kStages slots (TMA) plus the block's lse and D =
+// rowsum(dO * O) (plain loads, so rows past the end read nothing). The two consumer
+// warpgroups own 64 keys each. Per query block, in the transposed orientation that keeps
+// P and dS in registers for the key-side products (rows are keys, columns queries):
+//   S^T = K Q^T, dP^T = V dO^T             wgmma, both operands K-major in shared memory
+//   P^T = exp(S^T * scale - lse)           the forward's probabilities, recomputed
+//   dS^T = P^T * (dP^T - D)
+//   dV += P^T dO, dK += dS^T Q             wgmma with P^T, dS^T from registers
+//   dQ = dS K                              dS^T through shared memory (M-major A operand)
+// dK and dV stay in registers across all query blocks; dQ leaves per block as one bulk
+// reduce-add into an fp32 accumulator that a last kernel scales and converts.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "common/attention_math.h"
+#include "cuda/common/fragment.cuh"
+#include "cuda/common/mask.cuh"
+#include "cuda/common/softmax.cuh"
+#include "cuda/common/tile_scheduler.cuh"
+#include "cuda/sm80/bwd_params.h"
+#include "cuda/sm80/bwd_run.cuh"
+#include "cuda/sm90/bwd_launch.h"
+#include "cuda/sm90/hopper.cuh"
+#include "cuda/sm90/pipeline.cuh"
+#include "cuda/sm90/wgmma_generated.cuh"
+
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "the sm90 kernels use wgmma and setmaxnreg: compile them for sm_90a only (src/cuda/CMakeLists.txt)"
+#endif
+
+namespace tileflash::cuda::sm90 {
+
+// Shared memory of one block: K, V, kStages Q and dO slots (64-column swizzle atoms,
+// 1024-byte aligned), the dS^T buffers, each consumer's dQ staging, the per-slot row
+// statistics, then the barriers.
+template <class Tile>
+struct BackwardSharedMemory {
+  unsigned char* base;
+
+  __device__ unsigned char* k() const { return base; }
+  __device__ unsigned char* v() const { return base + Tile::kKVBytes; }
+  __device__ unsigned char* q(int stage) const { return base + 2 * Tile::kKVBytes + stage * Tile::kRowBytes; }
+  __device__ unsigned char* dout(int stage) const {
+    return base + 2 * Tile::kKVBytes + (Tile::kStages + stage) * Tile::kRowBytes;
+  }
+  __device__ unsigned char* ds(int buffer) const {
+    return base + 2 * Tile::kKVBytes + 2 * Tile::kStages * Tile::kRowBytes + buffer * Tile::kDsBytes;
+  }
+  __device__ float* dq_stage(int consumer) const {
+    return reinterpret_cast<float*>(ds(Tile::kDsBuffers) + consumer * Tile::kDqStageBytes);
+  }
+  __device__ float* lse(int stage) const {
+    return dq_stage(Tile::kConsumerWarpgroups) + stage * 2 * Tile::kBlockM;
+  }
+  __device__ float* dot(int stage) const { return lse(stage) + Tile::kBlockM; }
+  __device__ std::uint64_t* barriers() const { return reinterpret_cast<std::uint64_t*>(lse(Tile::kStages)); }
+  __device__ std::uint64_t* kv_full() const { return barriers(); }
+  __device__ std::uint64_t* rows_full(int stage) const { return barriers() + 1 + stage; }
+  __device__ std::uint64_t* rows_empty(int stage) const { return barriers() + 1 + Tile::kStages + stage; }
+};
+
+// What the producer and the consumers of one block derive alike from its coordinates:
+// the sequence, and the query blocks (of every query head of the kv head's group) whose
+// band reaches the block's keys, walked as iterations head-major.
+struct KeyBlockWork {
+  SequenceSlice seq;
+  int kv_head = 0, batch = 0, key_begin = 0;
+  int group = 1, m_begin = 0, blocks_per_head = 0, iterations = 0;
+  detail::BandMask mask;
+  std::int64_t q_packed_begin = 0;  // the sequence's first row among all query rows
+  int tma_batch = 0;                // varlen tensors are one packed batch entry addressed by row
+
+  __device__ __forceinline__ int head(int iteration) const { return kv_head * group + iteration / blocks_per_head; }
+  __device__ __forceinline__ int m_block(int iteration) const { return m_begin + iteration % blocks_per_head; }
+};
+
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ KeyBlockWork key_block_work(const sm80::AttentionArgs& a) {
+  KeyBlockWork w;
+  w.key_begin = static_cast<int>(blockIdx.x) * kBlockN;
+  w.kv_head = static_cast<int>(blockIdx.y);
+  w.batch = static_cast<int>(blockIdx.z);
+  w.seq = sequence_slice(a, w.batch);
+  w.q_packed_begin = a.cu_seqlens_q != nullptr ? w.seq.q_begin : static_cast<std::int64_t>(w.batch) * a.seq_q;
+  w.tma_batch = a.cu_seqlens_q != nullptr ? 0 : w.batch;
+  w.mask = detail::BandMask{w.seq.seq_q, w.seq.seq_k, a.window_left, a.window_right};
+  w.group = a.heads_q / a.heads_kv;
+  if (w.key_begin >= w.seq.seq_k) return w;
+  // Row i sees columns up to i + shift + window_right and from i + shift - window_left on.
+  const std::int64_t shift = static_cast<std::int64_t>(w.seq.seq_k) - w.seq.seq_q;
+  std::int64_t row_begin = 0, row_end = w.seq.seq_q;
+  if (a.window_right >= 0) row_begin = max(row_begin, w.key_begin - shift - a.window_right);
+  if (a.window_left >= 0) row_end = min(row_end, w.key_begin + kBlockN - shift + a.window_left);
+  if (row_end <= row_begin) return w;
+  w.m_begin = static_cast<int>(row_begin / kBlockM);
+  w.blocks_per_head = static_cast<int>((row_end + kBlockM - 1) / kBlockM) - w.m_begin;
+  w.iterations = w.group * w.blocks_per_head;
+  return w;
+}
+
+// The producer warp: lane 0 issues the copies, all lanes load the row statistics.
+template <class Tile>
+__device__ __forceinline__ void produce_query_blocks(const BackwardTensorMaps& maps,
+                                                     const sm80::BackwardKernelParams& p,
+                                                     const BackwardSharedMemory<Tile>& smem, const KeyBlockWork& w) {
+  constexpr int kBlockM = Tile::kBlockM;
+  const sm80::AttentionArgs& a = p.attn;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (lane == 0) {
+    prefetch_tensor_map(&maps.q);
+    prefetch_tensor_map(&maps.dout);
+    const int key_row = w.seq.k_begin + w.key_begin;
+    load_tile<Tile, Tile::kBlockN>(smem.k(), &maps.k, smem.kv_full(), key_row, w.kv_head, w.tma_batch);
+    load_tile<Tile, Tile::kBlockN>(smem.v(), &maps.v, smem.kv_full(), key_row, w.kv_head, w.tma_batch);
+  }
+  RingPosition<Tile::kStages> slot;
+  for (int iteration = 0; iteration < w.iterations; ++iteration, slot.advance()) {
+    const int head = w.head(iteration);
+    const int m0 = w.m_block(iteration) * kBlockM;
+    mbarrier_wait(smem.rows_empty(slot.stage), slot.parity ^ 1u);
+    if (lane == 0) {
+      load_tile<Tile, kBlockM>(smem.q(slot.stage), &maps.q, smem.rows_full(slot.stage), w.seq.q_begin + m0, head,
+                               w.tma_batch);
+      load_tile<Tile, kBlockM>(smem.dout(slot.stage), &maps.dout, smem.rows_full(slot.stage), w.seq.q_begin + m0,
+                               head, w.tma_batch);
+    }
+    // Rows past the sequence (and rows that see no key, lse = -inf) get lse = +inf: their
+    // P is exp(-inf) = 0 without a NaN from -inf - (-inf).
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = lane + 32 * half;
+      const int i = m0 + r;
+      float lse = INFINITY, dot = 0.0f;
+      if (i < w.seq.seq_q) {
+        const float stored = a.lse[w.batch * a.lse_batch_stride + head * a.lse_head_stride +
+                                   (static_cast<std::int64_t>(w.seq.q_begin) + i) * a.lse_row_stride];
+        if (stored != -INFINITY) lse = stored;
+        dot = p.dout_dot_out[head * p.rows_q + w.q_packed_begin + i];
+      }
+      smem.lse(slot.stage)[r] = lse;
+      smem.dot(slot.stage)[r] = dot;
+    }
+    mbarrier_arrive(smem.rows_full(slot.stage));
+  }
+}
+
+// A consumer warpgroup: dK and dV of its 64 keys, and its share of every query block's dQ.
+template <class Tile, class Element>
+__device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelParams& p,
+                                                     const BackwardSharedMemory<Tile>& smem, const KeyBlockWork& w,
+                                                     int consumer) {
+  constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN, kHeadDim = Tile::kHeadDim;
+  constexpr int kDqCols = Tile::kDqCols;
+  const sm80::AttentionArgs& a = p.attn;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int warp = static_cast<int>(threadIdx.x / 32) % 4;
+  const bool leader = threadIdx.x % 128 == 0;
+  const int key_row0 = 64 * consumer + 16 * warp;  // this warp's first key within the block
+  const int pair = 2 * lane_in_group();
+
+  AccumulatorTile<1, kHeadDim / 8> dk, dv;
+  dk.fill(0.0f);
+  dv.fill(0.0f);
+
+  if (w.iterations > 0) {
+    const std::uint32_t k_tile = ptx::smem_address(smem.k()), v_tile = ptx::smem_address(smem.v());
+    const std::uint32_t k_rows = k_tile + 64 * consumer * 128, v_rows = v_tile + 64 * consumer * 128;
+    const std::int64_t dq_rows_per_head = dq_accum_rows_per_head(p.rows_q, a.batch);
+    // Named barriers: 1 hands dS^T between the warpgroups (column-split dQ), 2 + c within
+    // warpgroup c (key-split dQ), 4 + c guards warpgroup c's dQ staging.
+    const auto ds_ready = [&] {
+      if constexpr (Tile::kSplitDqColumns) named_barrier_sync(1, 256);
+      else named_barrier_sync(2 + consumer, 128);
+    };
+    const auto staging_sync = [&] { named_barrier_sync(4 + consumer, 128); };
+    const auto release = [&](std::uint64_t* empty) {
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(empty);
+    };
+
+    mbarrier_wait(smem.kv_full(), 0);
+    RingPosition<Tile::kStages> slot;
+    for (int iteration = 0; iteration < w.iterations; ++iteration, slot.advance()) {
+      const int head = w.head(iteration);
+      const int m0 = w.m_block(iteration) * kBlockM;
+      const bool inside_band = m0 + kBlockM <= w.seq.seq_q && w.key_begin + kBlockN <= w.seq.seq_k &&
+                               w.mask.allowed(m0, w.key_begin + kBlockN - 1) &&
+                               w.mask.allowed(m0 + kBlockM - 1, w.key_begin);
+      const std::uint32_t q_tile = ptx::smem_address(smem.q(slot.stage));
+      const std::uint32_t dout_tile = ptx::smem_address(smem.dout(slot.stage));
+      unsigned char* const ds_tile = smem.ds(Tile::kDsBuffers == 2 ? iteration & 1 : 0);
+      mbarrier_wait(smem.rows_full(slot.stage), slot.parity);
+
+      // S^T and dP^T, two groups: the exponentials of S^T run under the dP^T product.
+      AccumulatorTile<1, kBlockM / 8> scores, dp;
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+        const std::uint32_t offset = (ks / 4) * kBlockN * 128 + 32 * (ks % 4);
+        Wgmma<Element, kBlockM>::ss(scores, k_major_descriptor(k_rows + offset),
+                                    k_major_descriptor(q_tile + (ks / 4) * kBlockM * 128 + 32 * (ks % 4)), ks > 0);
+      }
+      wgmma_commit();
+#pragma unroll
+      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+        const std::uint32_t offset = (ks / 4) * kBlockN * 128 + 32 * (ks % 4);
+        Wgmma<Element, kBlockM>::ss(dp, k_major_descriptor(v_rows + offset),
+                                    k_major_descriptor(dout_tile + (ks / 4) * kBlockM * 128 + 32 * (ks % 4)), ks > 0);
+      }
+      wgmma_commit();
+      wgmma_wait<1>();
+      pin_accumulators(scores);
+
+      // P^T = exp(s * scale - lse), subtracting before the change to base 2 (as the
+      // Ampere-class backward) so logits of 1e4 keep their precision.
+      if (!inside_band)
+        apply_band_mask_transposed(scores, w.mask, static_cast<std::int64_t>(w.key_begin) + key_row0, m0);
+      const float* const lse = smem.lse(slot.stage);
+      const float* const dot = smem.dot(slot.stage);
+#pragma unroll
+      for (int ni = 0; ni < kBlockM / 8; ++ni) {
+        const float2 l = *reinterpret_cast<const float2*>(lse + 8 * ni + pair);
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          scores.value[0][ni][e] =
+              ptx::exp2_approx(fmaf(scores.value[0][ni][e], a.scale, -(e % 2 == 0 ? l.x : l.y)) * kLog2e);
+      }
+      std::uint32_t p_frag[kBlockM / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p_frag[kk]);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk)
+        Wgmma<Element, kHeadDim>::rs(dv, p_frag[kk], n_major_descriptor(dout_tile + kk * 16 * 128, kBlockM * 128), 1);
+      wgmma_commit();
+
+      wgmma_wait<1>();  // dP^T (committed before dV) has completed
+      pin_accumulators(dp);
+#pragma unroll
+      for (int ni = 0; ni < kBlockM / 8; ++ni) {
+        const float2 d = *reinterpret_cast<const float2*>(dot + 8 * ni + pair);
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          dp.value[0][ni][e] = scores.value[0][ni][e] * (dp.value[0][ni][e] - (e % 2 == 0 ? d.x : d.y));
+      }
+      std::uint32_t ds_frag[kBlockM / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) accumulator_as_a<Element>(dp, 0, kk, ds_frag[kk]);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk)
+        Wgmma<Element, kHeadDim>::rs(dk, ds_frag[kk], n_major_descriptor(q_tile + kk * 16 * 128, kBlockM * 128), 1);
+      wgmma_commit();
+
+      // dS^T into shared memory with the 128-byte swizzle (16-byte chunk index XOR row % 8):
+      // key row r holds 64 queries; fragment word [kk][j] is columns 16 kk + 8 (j / 2) +
+      // pair of row 8 (j % 2) + group. A warp's stores hit 32 distinct banks.
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int row = key_row0 + 8 * (j % 2) + lane_group();
+          const int chunk = (2 * kk + j / 2) ^ lane_group();
+          *reinterpret_cast<std::uint32_t*>(ds_tile + row * 128 + chunk * 16 + 2 * pair) = ds_frag[kk][j];
+        }
+      fence_async_shared();
+      ds_ready();
+
+      // dQ share = dS K, dS^T read as the M-major A operand, K as the N-major B operand.
+      AccumulatorTile<1, kDqCols / 8> dq;
+      const std::uint32_t ds_address = ptx::smem_address(ds_tile);
+      wgmma_fence();
+      if constexpr (Tile::kSplitDqColumns) {
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk)
+          Wgmma<Element, kDqCols>::ss_mn_major(
+              dq, n_major_descriptor(ds_address + kk * 16 * 128, Tile::kDsBytes),
+              n_major_descriptor(k_tile + consumer * kBlockN * 128 + kk * 16 * 128, kBlockN * 128), kk > 0);
+      } else {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const std::uint32_t row_offset = (64 * consumer + 16 * kk) * 128;
+          Wgmma<Element, kDqCols>::ss_mn_major(dq, n_major_descriptor(ds_address + row_offset, Tile::kDsBytes),
+                                               n_major_descriptor(k_tile + row_offset, kBlockN * 128), kk > 0);
+        }
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      pin_accumulators(dv);
+      pin_accumulators(dk);
+      pin_accumulators(dq);
+      release(smem.rows_empty(slot.stage));
+
+      // Stage the share in register order and add it to the accumulator block. The
+      // staging buffer is free once the previous reduction has read it.
+      float* const stage = smem.dq_stage(consumer);
+      if (leader) bulk_wait_read<0>();
+      staging_sync();
+#pragma unroll
+      for (int i = 0; i < kDqCols / 8; ++i)
+        *reinterpret_cast<float4*>(stage + ((warp * (kDqCols / 8) + i) * 32 + lane) * 4) =
+            make_float4(dq.value[0][i][0], dq.value[0][i][1], dq.value[0][i][2], dq.value[0][i][3]);
+      fence_async_shared();
+      staging_sync();
+      if (leader) {
+        float* const block = p.dq_accum + (head * dq_rows_per_head + w.q_packed_begin +
+                                           static_cast<std::int64_t>(kBlockM) * w.batch + m0) *
+                                              kHeadDim;
+        bulk_reduce_add(block + (Tile::kSplitDqColumns ? consumer * 64 * kDqCols : 0), stage, Tile::kDqStageBytes);
+        bulk_commit();
+      }
+    }
+    if (leader) bulk_wait_all();
+  }
+
+  // dK = scale * sum dS^T Q, dV = sum P^T dO, straight from registers; key rows past the
+  // sequence and head-dim columns past head_dim (zero-filled by TMA) are not written.
+  Element* const dk_base = row_pointer<Element>(p.dk, w.batch, w.seq.k_begin, w.kv_head);
+  Element* const dv_base = row_pointer<Element>(p.dv, w.batch, w.seq.k_begin, w.kv_head);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int key = w.key_begin + key_row0 + 8 * h + lane_group();
+    if (key >= w.seq.seq_k) continue;
+#pragma unroll
+    for (int ni = 0; ni < kHeadDim / 8; ++ni) {
+      const int col = 8 * ni + pair;
+      if (col >= a.head_dim) continue;
+      *reinterpret_cast<std::uint32_t*>(dk_base + key * p.dk.row_stride + col) =
+          ptx::pack2<Element>(dk.value[0][ni][2 * h] * a.scale, dk.value[0][ni][2 * h + 1] * a.scale);
+      *reinterpret_cast<std::uint32_t*>(dv_base + key * p.dv.row_stride + col) =
+          ptx::pack2<Element>(dv.value[0][ni][2 * h], dv.value[0][ni][2 * h + 1]);
+    }
+  }
+}
+
+// One block per (128 keys, kv head, sequence); grid x ascending, so under a causal mask
+// the key blocks with the most query blocks start first.
+template <class Tile, class Element>
+__global__ void __launch_bounds__(Tile::kThreads, 1)
+    backward_kernel(const __grid_constant__ BackwardTensorMaps maps, const sm80::BackwardKernelParams p) {
+  const KeyBlockWork work = key_block_work<Tile::kBlockM, Tile::kBlockN>(p.attn);
+  if (work.key_begin >= work.seq.seq_k) return;
+
+  extern __shared__ unsigned char shared_bytes[];
+  const std::uint32_t misalignment = ptx::smem_address(shared_bytes) % kSwizzleGroupBytes;
+  const BackwardSharedMemory<Tile> smem{shared_bytes + (misalignment == 0 ? 0 : kSwizzleGroupBytes - misalignment)};
+
+  const int warpgroup = static_cast<int>(threadIdx.x / 128);
+  if (threadIdx.x == 0) {
+    mbarrier_init(smem.kv_full(), 2);  // K and V, one expect-bytes arrival each
+    for (int s = 0; s < Tile::kStages; ++s) {
+      mbarrier_init(smem.rows_full(s), 2 + 32);  // Q and dO, then the 32 lanes' statistics
+      mbarrier_init(smem.rows_empty(s), Tile::kConsumerWarps);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    release_registers<Tile::kProducerRegisters>();
+    if (threadIdx.x < 32 && work.iterations > 0) produce_query_blocks<Tile>(maps, p, smem, work);
+  } else {
+    claim_registers<Tile::kConsumerRegisters>();
+    consume_query_blocks<Tile, Element>(p, smem, work, warpgroup - 1);
+  }
+}
+
+// dQ = scale * accumulator, in the output dtype: one block per (query block, head,
+// sequence) reads its accumulator block in register order.
+template <class Tile, class Element>
+__global__ void backward_dq_convert_kernel(const sm80::BackwardKernelParams p) {
+  constexpr int kBlockM = Tile::kBlockM, kHeadDim = Tile::kHeadDim;
+  const sm80::AttentionArgs& a = p.attn;
+  const int m0 = static_cast<int>(blockIdx.x) * kBlockM;
+  const int head = static_cast<int>(blockIdx.y), batch = static_cast<int>(blockIdx.z);
+  const SequenceSlice seq = sequence_slice(a, batch);
+  if (m0 >= seq.seq_q) return;
+  const std::int64_t q_packed_begin =
+      a.cu_seqlens_q != nullptr ? seq.q_begin : static_cast<std::int64_t>(batch) * a.seq_q;
+  const float* const block = p.dq_accum + (head * dq_accum_rows_per_head(p.rows_q, a.batch) + q_packed_begin +
+                                           static_cast<std::int64_t>(kBlockM) * batch + m0) *
+                                              kHeadDim;
+  const int chunks = a.head_dim / 8;
+  for (int item = static_cast<int>(threadIdx.x); item < kBlockM * chunks; item += blockDim.x) {
+    const int row = item / chunks, col = (item % chunks) * 8;
+    if (m0 + row >= seq.seq_q) break;
+    std::uint32_t packed[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      // Columns col + 2j, col + 2j + 1 are one lane's neighbouring accumulator elements.
+      const float2 x = *reinterpret_cast<const float2*>(block + dq_block_index<Tile::kDqCols>(row, col + 2 * j));
+      packed[j] = ptx::pack2<Element>(x.x * a.scale, x.y * a.scale);
+    }
+    *reinterpret_cast<uint4*>(row_pointer<Element>(p.dq, batch, seq.q_begin + m0 + row, head) + col) =
+        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
+}
+
+template <int kHeadDimTile, class Element>
+void launch_backward(const TensorMapGeometry& geometry, const sm80::BackwardKernelParams& call,
+                     cudaStream_t stream) {
+  using Tile = BackwardTile<kHeadDimTile>;
+  sm80::BackwardKernelParams p = call;
+  const sm80::AttentionArgs& a = p.attn;
+
+  // One allocation: D, then the dQ accumulator (cleared).
+  constexpr std::int64_t kAlign = 256;
+  const auto aligned = [](std::int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; };
+  const std::int64_t dot_bytes = aligned(p.rows_q * a.heads_q * 4);
+  const std::int64_t accum_bytes = aligned(a.heads_q * dq_accum_rows_per_head(p.rows_q, a.batch) * kHeadDimTile * 4);
+  sm80::StreamWorkspace workspace(dot_bytes + accum_bytes + kAlign, stream);
+  p.dout_dot_out = reinterpret_cast<float*>(workspace.data());
+  p.dq_accum = reinterpret_cast<float*>(workspace.data() + dot_bytes);
+  sm80::check_cuda(cudaMemsetAsync(p.dq_accum, 0, static_cast<std::size_t>(accum_bytes), stream),
+                   "sm90 backward dQ accumulator clear");
+
+  constexpr int kDotWarpsPerBlock = 8;
+  const std::int64_t dot_rows = p.rows_q * a.heads_q;
+  if (dot_rows > 0) {
+    sm80::backward_dot_kernel<Element>
+        <<<sm80::blocks_for(dot_rows, kDotWarpsPerBlock), 32 * kDotWarpsPerBlock, 0, stream>>>(p);
+    sm80::check_cuda(cudaGetLastError(), "sm90 backward rowsum(dO * O) launch");
+  }
+
+  const std::int64_t key_blocks = (a.seq_k + Tile::kBlockN - 1) / Tile::kBlockN;
+  if (key_blocks > 0 && a.batch > 0) {
+    BackwardTensorMaps maps;
+    maps.q = make_tensor_map(a.q, geometry, geometry.rows_q, geometry.heads_q, Tile::kBlockM);
+    maps.dout = make_tensor_map(p.dout, geometry, geometry.rows_q, geometry.heads_q, Tile::kBlockM);
+    maps.k = make_tensor_map(a.k, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
+    maps.v = make_tensor_map(a.v, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
+    const auto kernel = backward_kernel<Tile, Element>;
+    sm80::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
+                     "setting the sm90 backward kernel's shared-memory size");
+    const dim3 grid(static_cast<unsigned>(key_blocks), static_cast<unsigned>(a.heads_kv),
+                    static_cast<unsigned>(a.batch));
+    kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(maps, p);
+    sm80::check_cuda(cudaGetLastError(), "launching the sm90 backward kernel");
+  }
+
+  const std::int64_t m_blocks = (a.seq_q + Tile::kBlockM - 1) / Tile::kBlockM;
+  if (m_blocks > 0 && a.batch > 0 && a.heads_q > 0) {
+    backward_dq_convert_kernel<Tile, Element>
+        <<<dim3(static_cast<unsigned>(m_blocks), static_cast<unsigned>(a.heads_q), static_cast<unsigned>(a.batch)),
+           256, 0, stream>>>(p);
+    sm80::check_cuda(cudaGetLastError(), "sm90 backward dq conversion launch");
+  }
+
+  constexpr int kElementwiseThreads = 256;
+  const std::int64_t key_chunks = p.rows_k * a.heads_kv * (a.head_dim / 8);
+  if (a.cu_seqlens_k != nullptr && key_chunks > 0) {
+    sm80::backward_zero_unused_keys_kernel<Element>
+        <<<sm80::blocks_for(key_chunks, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(p);
+    sm80::check_cuda(cudaGetLastError(), "sm90 backward unused key rows launch");
+  }
+}
+
+}  // namespace tileflash::cuda::sm90

@@ -1,0 +1,73 @@
+// Host side of the Hopper backward: which calls it takes and the dispatch to the compiled
+// head-dim tile (64, 96 or 128; wider heads take the Ampere-class backward).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/common/head_dim_tiles.h"
+#include "cuda/sm80/bwd_params.h"
+#include "cuda/sm80/launch_args.h"
+#include "cuda/sm90/bwd_launch.h"
+#include "cuda/sm90/launch.h"
+#include "cuda/sm90/launch_common.h"
+#include TILEFLASH_CUDA_SM90_HEAD_DIMS_HEADER
+
+namespace tileflash::cuda::sm90 {
+namespace {
+
+using CompiledTiles = HeadDimTiles<TILEFLASH_CUDA_SM90_HEAD_DIMS>;
+
+// The smallest compiled tile with a Hopper backward that holds head_dim; 0 if none.
+template <int... kTiles>
+constexpr int backward_tile(int head_dim, HeadDimTiles<kTiles...>) {
+  int best = 0;
+  ((backward_supports_tile(kTiles) && kTiles >= head_dim && (best == 0 || kTiles < best) ? void(best = kTiles)
+                                                                                          : void()),
+   ...);
+  return best;
+}
+
+template <class Element, int kTile>
+void launch_if_supported(int tile, const TensorMapGeometry& geometry, const sm80::BackwardKernelParams& p,
+                         cudaStream_t stream) {
+  if constexpr (backward_supports_tile(kTile))
+    if (tile == kTile) launch_backward<kTile, Element>(geometry, p, stream);
+}
+
+template <class Element, int... kTiles>
+void launch_tile(int tile, const TensorMapGeometry& geometry, const sm80::BackwardKernelParams& p,
+                 cudaStream_t stream, HeadDimTiles<kTiles...>) {
+  (launch_if_supported<Element, kTiles>(tile, geometry, p, stream), ...);
+}
+
+}  // namespace
+
+std::string backward_unsupported_reason(const BackwardParams& params, const detail::Problem& problem) {
+  if (backward_tile(static_cast<int>(problem.head_dim), CompiledTiles{}) == 0)
+    return "this build has no sm_90a backward tile for head_dim " + std::to_string(problem.head_dim) +
+           " (tiles 64, 96, 128)";
+  std::string reason = hopper_path_unsupported_reason(params, problem);
+  if (!reason.empty()) return reason;
+  if (params.deterministic) return "deterministic mode runs on the Ampere-class backward";
+  return tma_stride_reason("dout", params.dout);
+}
+
+void run_backward(const BackwardParams& params, const detail::Problem& problem, cudaStream_t stream) {
+  sm80::check_device_seqlens(params, problem, stream);
+  sm80::BackwardKernelParams p;
+  p.attn = sm80::make_attention_args(params, problem);
+  p.dout = sm80::sequence_tensor(params.dout, problem.varlen);
+  p.dq = sm80::sequence_tensor(params.dq, problem.varlen);
+  p.dk = sm80::sequence_tensor(params.dk, problem.varlen);
+  p.dv = sm80::sequence_tensor(params.dv, problem.varlen);
+  p.rows_q = problem.varlen ? problem.total_q : problem.batch * problem.seq_q;
+  p.rows_k = problem.varlen ? problem.total_k : problem.batch * problem.seq_k;
+  const TensorMapGeometry geometry = tensor_map_geometry(params, problem);
+  const int tile = backward_tile(static_cast<int>(problem.head_dim), CompiledTiles{});
+  if (geometry.float16) launch_tile<__half>(tile, geometry, p, stream, CompiledTiles{});
+  else launch_tile<__nv_bfloat16>(tile, geometry, p, stream, CompiledTiles{});
+}
+
+}  // namespace tileflash::cuda::sm90
