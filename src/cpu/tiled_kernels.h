@@ -15,9 +15,10 @@ namespace tileflash::cpu::tiled {
 // Query rows and key columns per tile: multiples of AMX's 32 x 32 block, of every set's
 // column block (4, 16, 32) and of 4 (one Philox call covers four columns); the 6- and
 // 12-row register blocks of the AVX2 and AVX-512 products end a tile with one remainder
-// block. 128 rather than 96: on the 16-core Xeon host the bf16 (AMX) forward ran up to
-// 1.37x faster (seq 1024 and 4096 are whole tiles, O and the key tiles pass through
-// the tile registers fewer times), fp32 within noise. A thread's tiles stay within L2.
+// block. 128 rather than 96 (four interleaved rounds on the 16-core Xeon host, see
+// README.md): the bf16 forward at d = 64 ran 1.08-1.30x faster (seq 1024 and 4096 are
+// whole tiles), the bf16 backward 3-17 % slower, the d = 128 forward and fp32 moved
+// within the host's noise. A thread's tiles stay within L2.
 inline constexpr std::int64_t kBlockQ = 128;
 inline constexpr std::int64_t kBlockK = 128;
 
