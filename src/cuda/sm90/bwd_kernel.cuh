@@ -134,8 +134,8 @@ __device__ __forceinline__ void produce_query_blocks(const BackwardTensorMaps& m
       load_tile<Tile, kBlockM>(smem.dout(slot.stage), &maps.dout, smem.rows_full(slot.stage), w.seq.q_begin + m0,
                                head, w.tma_batch);
     }
-    // Rows past the sequence (and rows that see no key, lse = -inf) get lse = +inf: their
-    // P is exp(-inf) = 0 without a NaN from -inf - (-inf).
+    // The log-sum-exp in base 2. Rows past the sequence (and rows that see no key, lse =
+    // -inf) get +inf: their P is exp2(-inf) = 0 without a NaN from -inf - (-inf).
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = lane + 32 * half;
@@ -144,7 +144,7 @@ __device__ __forceinline__ void produce_query_blocks(const BackwardTensorMaps& m
       if (i < w.seq.seq_q) {
         const float stored = a.lse[w.batch * a.lse_batch_stride + head * a.lse_head_stride +
                                    (static_cast<std::int64_t>(w.seq.q_begin) + i) * a.lse_row_stride];
-        if (stored != -INFINITY) lse = stored;
+        if (stored != -INFINITY) lse = stored * kLog2e;
         dot = p.dout_dot_out[head * p.rows_q + w.q_packed_begin + i];
       }
       smem.lse(slot.stage)[r] = lse;
@@ -164,9 +164,9 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
   const sm80::AttentionArgs& a = p.attn;
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int warp = static_cast<int>(threadIdx.x / 32) % 4;
-  const bool leader = threadIdx.x % 128 == 0;
   const int key_row0 = 64 * consumer + 16 * warp;  // this warp's first key within the block
   const int pair = 2 * lane_in_group();
+  const float scale_log2 = a.scale * kLog2e;
 
   AccumulatorTile<1, kHeadDim / 8> dk, dv;
   dk.fill(0.0f);
@@ -177,12 +177,11 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
     const std::uint32_t k_rows = k_tile + 64 * consumer * 128, v_rows = v_tile + 64 * consumer * 128;
     const std::int64_t dq_rows_per_head = dq_accum_rows_per_head(p.rows_q, a.batch);
     // Named barriers: 1 hands dS^T between the warpgroups (column-split dQ), 2 + c within
-    // warpgroup c (key-split dQ), 4 + c guards warpgroup c's dQ staging.
+    // warpgroup c (key-split dQ).
     const auto ds_ready = [&] {
       if constexpr (Tile::kSplitDqColumns) named_barrier_sync(1, 256);
       else named_barrier_sync(2 + consumer, 128);
     };
-    const auto staging_sync = [&] { named_barrier_sync(4 + consumer, 128); };
     const auto release = [&](std::uint64_t* empty) {
       __syncwarp();
       if (lane == 0) mbarrier_arrive(empty);
@@ -221,8 +220,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       wgmma_wait<1>();
       pin_accumulators(scores);
 
-      // P^T = exp(s * scale - lse), subtracting before the change to base 2 (as the
-      // Ampere-class backward) so logits of 1e4 keep their precision.
+      // P^T = exp2(s * scale * log2(e) - lse * log2(e)), one FMA and one exp2 per score.
       if (!inside_band)
         apply_band_mask_transposed(scores, w.mask, static_cast<std::int64_t>(w.key_begin) + key_row0, m0);
       const float* const lse = smem.lse(slot.stage);
@@ -232,8 +230,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         const float2 l = *reinterpret_cast<const float2*>(lse + 8 * ni + pair);
 #pragma unroll
         for (int e = 0; e < 4; ++e)
-          scores.value[0][ni][e] =
-              ptx::exp2_approx(fmaf(scores.value[0][ni][e], a.scale, -(e % 2 == 0 ? l.x : l.y)) * kLog2e);
+          scores.value[0][ni][e] = ptx::exp2_approx(fmaf(scores.value[0][ni][e], scale_log2, -(e % 2 == 0 ? l.x : l.y)));
       }
       std::uint32_t p_frag[kBlockM / 16][4];
 #pragma unroll
@@ -301,26 +298,29 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       pin_accumulators(dq);
       release(smem.rows_empty(slot.stage));
 
-      // Stage the share in register order and add it to the accumulator block. The
-      // staging buffer is free once the previous reduction has read it.
-      float* const stage = smem.dq_stage(consumer);
-      if (leader) bulk_wait_read<0>();
-      staging_sync();
+      // Each warp stages its 16 rows of the share in register order (a contiguous part of
+      // the accumulator block) and adds them with one bulk reduction; its staging space is
+      // free once the warp's previous reduction has read it.
+      constexpr int kWarpFloats = kDqCols / 8 * 32 * 4;
+      float* const stage = smem.dq_stage(consumer) + warp * kWarpFloats;
+      if (lane == 0) bulk_wait_read<0>();
+      __syncwarp();
 #pragma unroll
       for (int i = 0; i < kDqCols / 8; ++i)
-        *reinterpret_cast<float4*>(stage + ((warp * (kDqCols / 8) + i) * 32 + lane) * 4) =
+        *reinterpret_cast<float4*>(stage + (i * 32 + lane) * 4) =
             make_float4(dq.value[0][i][0], dq.value[0][i][1], dq.value[0][i][2], dq.value[0][i][3]);
       fence_async_shared();
-      staging_sync();
-      if (leader) {
+      __syncwarp();
+      if (lane == 0) {
         float* const block = p.dq_accum + (head * dq_rows_per_head + w.q_packed_begin +
                                            static_cast<std::int64_t>(kBlockM) * w.batch + m0) *
                                               kHeadDim;
-        bulk_reduce_add(block + (Tile::kSplitDqColumns ? consumer * 64 * kDqCols : 0), stage, Tile::kDqStageBytes);
+        bulk_reduce_add(block + (Tile::kSplitDqColumns ? consumer * 64 * kDqCols : 0) + warp * kWarpFloats, stage,
+                        kWarpFloats * 4);
         bulk_commit();
       }
     }
-    if (leader) bulk_wait_all();
+    if (lane == 0) bulk_wait_all();
   }
 
   // dK = scale * sum dS^T Q, dV = sum P^T dO, straight from registers; key rows past the
