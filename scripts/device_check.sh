@@ -9,7 +9,7 @@
 #              and cudnn in one run; GRID_SEQ / GRID_HEAD_DIMS narrow it, GRID_DIRECTION
 #              (default fwd) picks fwd, bwd or fwd,bwd
 #   profile    Nsight Compute on one sm90 launch per PROFILE_CASES entry d:causal:seq
-#              (default "128:1:2048 64:0:8192")
+#              (default "128:1:2048 64:0:8192"); PROFILE_DIRECTION bwd profiles the backward
 #   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grids
 # Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [sanitizer]
 #   (default: sass tests timing)
@@ -81,13 +81,15 @@ for key in sorted(rows):
 PY
       ;;
     profile)
-      # Nsight Compute on one sm90 forward launch per case (clocks left alone).
+      # Nsight Compute on one sm90 launch per case (clocks left alone).
+      direction=${PROFILE_DIRECTION:-fwd}
+      kernel=$([ "$direction" = bwd ] && echo backward_kernel || echo forward_kernel)
       for case in ${PROFILE_CASES:-128:1:2048 64:0:8192}; do
         IFS=: read -r d causal seq <<< "$case"
-        timeout 150 ncu --clock-control none --kernel-name-base demangled -k regex:sm90::forward_kernel -s 3 -c 1 \
+        timeout 150 ncu --clock-control none --kernel-name-base demangled -k regex:sm90::$kernel -s 3 -c 1 \
           --section SpeedOfLight --section WarpStateStats --section ComputeWorkloadAnalysis --section SchedulerStats \
           --section LaunchStats $build/bench/tileflash-bench --backends cuda --dtype bf16 --head-dim "$d" --hidden 2048 \
-          --tokens 16384 --seq "$seq" --causal "$causal" --direction fwd --reps 1 --warmup 3 > "$OUT/ncu_d${d}_c${causal}_s$seq.txt" 2>&1
+          --tokens 16384 --seq "$seq" --causal "$causal" --direction "$direction" --reps 1 --warmup 3 > "$OUT/ncu_d${d}_c${causal}_s$seq.txt" 2>&1
         echo "== ncu d=$d causal=$causal seq=$seq"
         grep -E "Duration|SM Busy|Issue Slots Busy|Executed Ipc A|Stall|Warp Cycles Per Issued|Eligible Warps|No Eligible|Tensor|Pipe" \
           "$OUT/ncu_d${d}_c${causal}_s$seq.txt" | head -40 || tail -5 "$OUT/ncu_d${d}_c${causal}_s$seq.txt"
