@@ -88,6 +88,19 @@ __device__ __forceinline__ std::uint32_t pack2<__nv_bfloat16>(float lo, float hi
   return *reinterpret_cast<const std::uint32_t*>(&h);
 }
 
+// The two 16-bit values of a pack2 word as floats (exact).
+template <class Element>
+__device__ __forceinline__ float2 unpack2(std::uint32_t word);
+
+template <>
+__device__ __forceinline__ float2 unpack2<__half>(std::uint32_t word) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&word));
+}
+template <>
+__device__ __forceinline__ float2 unpack2<__nv_bfloat16>(std::uint32_t word) {
+  return make_float2(__uint_as_float(word << 16), __uint_as_float(word & 0xFFFF0000u));
+}
+
 // 2^x with the special-function unit alone (ex2.approx.ftz: ~2 ulp, subnormal results
 // flush to 0, 2^-inf = 0); exp2f adds range handling the softmax does not need.
 __device__ __forceinline__ float exp2_approx(float x) {

@@ -2,18 +2,18 @@
 // the query blocks that reach them, wgmma products, and dQ added to memory by bulk
 // reductions.
 //
-// Warp 0 of warpgroup 0 is the producer: K and V of the block once, then per query block
-// Q and dO through a ring of kStages slots (TMA) plus the block's lse and D =
-// rowsum(dO * O) (plain loads, so rows past the end read nothing). The two consumer
-// warpgroups own 64 keys each. Per query block, in the transposed orientation that keeps
-// P and dS in registers for the key-side products (rows are keys, columns queries):
+// Per query block, in the transposed orientation that keeps P and dS in registers for
+// the key-side products (rows are keys, columns queries), each consumer warpgroup (64 keys):
 //   S^T = K Q^T, dP^T = V dO^T             wgmma, both operands K-major in shared memory
 //   P^T = exp(S^T * scale - lse)           the forward's probabilities, recomputed
 //   dS^T = P^T * (dP^T - D)
 //   dV += P^T dO, dK += dS^T Q             wgmma with P^T, dS^T from registers
-//   dQ = dS K                              dS^T through shared memory (M-major A operand)
-// dK and dV stay in registers across all query blocks; dQ leaves per block as one bulk
-// reduce-add into an fp32 accumulator that a last kernel scales and converts.
+// and hands dS^T over in shared memory, where warpgroup 0 computes
+//   dQ = dS K                              dS^T as the M-major A operand
+// and adds it to an fp32 accumulator by bulk reductions (a last kernel scales and
+// converts it). Warp 0 of warpgroup 0 also loads: K and V once, then per query block Q
+// and dO through a ring of kStages slots (TMA) plus the block's lse and D = rowsum(dO * O)
+// (plain loads, so rows past the end read nothing).
 #pragma once
 
 #include <cuda.h>
@@ -56,17 +56,23 @@ struct BackwardSharedMemory {
   __device__ unsigned char* ds(int buffer) const {
     return base + 2 * Tile::kKVBytes + 2 * Tile::kStages * Tile::kRowBytes + buffer * Tile::kDsBytes;
   }
-  __device__ float* dq_stage(int consumer) const {
-    return reinterpret_cast<float*>(ds(Tile::kDsBuffers) + consumer * Tile::kDqStageBytes);
+  __device__ float* dq_stage(int stage) const {
+    return reinterpret_cast<float*>(ds(Tile::kDsBuffers) + stage * Tile::kDqStageBytes);
   }
-  __device__ float* lse(int stage) const {
-    return dq_stage(Tile::kConsumerWarpgroups) + stage * 2 * Tile::kBlockM;
-  }
+  __device__ float* lse(int stage) const { return dq_stage(Tile::kDqStages) + stage * 2 * Tile::kBlockM; }
   __device__ float* dot(int stage) const { return lse(stage) + Tile::kBlockM; }
   __device__ std::uint64_t* barriers() const { return reinterpret_cast<std::uint64_t*>(lse(Tile::kStages)); }
   __device__ std::uint64_t* kv_full() const { return barriers(); }
   __device__ std::uint64_t* rows_full(int stage) const { return barriers() + 1 + stage; }
   __device__ std::uint64_t* rows_empty(int stage) const { return barriers() + 1 + Tile::kStages + stage; }
+  // Complete when the four warps of consumer warpgroup `consumer` have written their rows
+  // of dS^T buffer `buffer`, and when warpgroup 0's dQ products have read the buffer.
+  __device__ std::uint64_t* ds_full(int consumer, int buffer) const {
+    return barriers() + 1 + 2 * Tile::kStages + consumer * Tile::kDsBuffers + buffer;
+  }
+  __device__ std::uint64_t* ds_empty(int buffer) const {
+    return barriers() + 1 + 2 * Tile::kStages + Tile::kConsumerWarpgroups * Tile::kDsBuffers + buffer;
+  }
 };
 
 // What the producer and the consumers of one block derive alike from its coordinates:
@@ -108,59 +114,128 @@ __device__ __forceinline__ KeyBlockWork key_block_work(const sm80::AttentionArgs
   return w;
 }
 
-// The producer warp: lane 0 issues the copies, all lanes load the row statistics.
+// Warp 0 of warpgroup 0: lane 0 issues the copies of query block `iteration` into its
+// ring slot, all lanes load the block's row statistics.
 template <class Tile>
-__device__ __forceinline__ void produce_query_blocks(const BackwardTensorMaps& maps,
-                                                     const sm80::BackwardKernelParams& p,
-                                                     const BackwardSharedMemory<Tile>& smem, const KeyBlockWork& w) {
+__device__ __forceinline__ void load_query_block(const BackwardTensorMaps& maps, const sm80::BackwardKernelParams& p,
+                                                 const BackwardSharedMemory<Tile>& smem, const KeyBlockWork& w,
+                                                 int iteration) {
   constexpr int kBlockM = Tile::kBlockM;
   const sm80::AttentionArgs& a = p.attn;
   const int lane = static_cast<int>(threadIdx.x % 32);
+  const int stage = iteration % Tile::kStages;
+  const std::uint32_t parity = static_cast<std::uint32_t>(iteration / Tile::kStages) & 1u;
+  const int head = w.head(iteration);
+  const int m0 = w.m_block(iteration) * kBlockM;
+  mbarrier_wait(smem.rows_empty(stage), parity ^ 1u);
   if (lane == 0) {
-    prefetch_tensor_map(&maps.q);
-    prefetch_tensor_map(&maps.dout);
-    const int key_row = w.seq.k_begin + w.key_begin;
-    load_tile<Tile, Tile::kBlockN>(smem.k(), &maps.k, smem.kv_full(), key_row, w.kv_head, w.tma_batch);
-    load_tile<Tile, Tile::kBlockN>(smem.v(), &maps.v, smem.kv_full(), key_row, w.kv_head, w.tma_batch);
+    load_tile<Tile, kBlockM>(smem.q(stage), &maps.q, smem.rows_full(stage), w.seq.q_begin + m0, head, w.tma_batch);
+    load_tile<Tile, kBlockM>(smem.dout(stage), &maps.dout, smem.rows_full(stage), w.seq.q_begin + m0, head,
+                             w.tma_batch);
   }
-  RingPosition<Tile::kStages> slot;
-  for (int iteration = 0; iteration < w.iterations; ++iteration, slot.advance()) {
-    const int head = w.head(iteration);
-    const int m0 = w.m_block(iteration) * kBlockM;
-    mbarrier_wait(smem.rows_empty(slot.stage), slot.parity ^ 1u);
-    if (lane == 0) {
-      load_tile<Tile, kBlockM>(smem.q(slot.stage), &maps.q, smem.rows_full(slot.stage), w.seq.q_begin + m0, head,
-                               w.tma_batch);
-      load_tile<Tile, kBlockM>(smem.dout(slot.stage), &maps.dout, smem.rows_full(slot.stage), w.seq.q_begin + m0,
-                               head, w.tma_batch);
-    }
-    // The log-sum-exp in base 2. Rows past the sequence (and rows that see no key, lse =
-    // -inf) get +inf: their P is exp2(-inf) = 0 without a NaN from -inf - (-inf).
+  // The log-sum-exp in base 2. Rows past the sequence (and rows that see no key, lse =
+  // -inf) get +inf: their P is exp2(-inf) = 0 without a NaN from -inf - (-inf).
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = lane + 32 * half;
-      const int i = m0 + r;
-      float lse = INFINITY, dot = 0.0f;
-      if (i < w.seq.seq_q) {
-        const float stored = a.lse[w.batch * a.lse_batch_stride + head * a.lse_head_stride +
-                                   (static_cast<std::int64_t>(w.seq.q_begin) + i) * a.lse_row_stride];
-        if (stored != -INFINITY) lse = stored * kLog2e;
-        dot = p.dout_dot_out[head * p.rows_q + w.q_packed_begin + i];
-      }
-      smem.lse(slot.stage)[r] = lse;
-      smem.dot(slot.stage)[r] = dot;
+  for (int half = 0; half < 2; ++half) {
+    const int r = lane + 32 * half;
+    const int i = m0 + r;
+    float lse = INFINITY, dot = 0.0f;
+    if (i < w.seq.seq_q) {
+      const float stored = a.lse[w.batch * a.lse_batch_stride + head * a.lse_head_stride +
+                                 (static_cast<std::int64_t>(w.seq.q_begin) + i) * a.lse_row_stride];
+      if (stored != -INFINITY) lse = stored * kLog2e;
+      dot = p.dout_dot_out[head * p.rows_q + w.q_packed_begin + i];
     }
-    mbarrier_arrive(smem.rows_full(slot.stage));
+    smem.lse(stage)[r] = lse;
+    smem.dot(stage)[r] = dot;
+  }
+  mbarrier_arrive(smem.rows_full(stage));
+}
+
+// Adds a warp's 16 rows of a 64 x kDqCols dQ product to the accumulator block at `dst`:
+// staged in register order at `stage`, then one bulk reduction. The staging space is free
+// once the warp's reduction kPendingReads + 1 reductions ago has read it.
+template <int kDqCols, int kPendingReads>
+__device__ __forceinline__ void reduce_dq_rows(const AccumulatorTile<1, kDqCols / 8>& dq, float* stage, float* dst) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (lane == 0) bulk_wait_read<kPendingReads>();
+  __syncwarp();
+#pragma unroll
+  for (int i = 0; i < kDqCols / 8; ++i)
+    *reinterpret_cast<float4*>(stage + (i * 32 + lane) * 4) =
+        make_float4(dq.value[0][i][0], dq.value[0][i][1], dq.value[0][i][2], dq.value[0][i][3]);
+  fence_async_shared();
+  __syncwarp();
+  if (lane == 0) {
+    bulk_reduce_add(dst, stage, kDqCols / 8 * 32 * 4 * 4);
+    bulk_commit();
   }
 }
 
-// A consumer warpgroup: dK and dV of its 64 keys, and its share of every query block's dQ.
+template <class Tile>
+__device__ __forceinline__ float* dq_accumulator_block(const sm80::BackwardKernelParams& p, const KeyBlockWork& w,
+                                                       int iteration) {
+  return p.dq_accum + (w.head(iteration) * dq_accum_rows_per_head(p.rows_q, p.attn.batch) + w.q_packed_begin +
+                       static_cast<std::int64_t>(Tile::kBlockM) * w.batch + w.m_block(iteration) * Tile::kBlockM) *
+                          Tile::kHeadDim;
+}
+
+// Warpgroup 0: the loads (warp 0) and, unless the consumers do, dQ = dS K of every
+// query block.
+template <class Tile, class Element>
+__device__ __forceinline__ void load_and_reduce_dq(const BackwardTensorMaps& maps, const sm80::BackwardKernelParams& p,
+                                                   const BackwardSharedMemory<Tile>& smem, const KeyBlockWork& w) {
+  constexpr int kBlockN = Tile::kBlockN, kDqCols = Tile::kDqCols;
+  constexpr int kWarpFloats = kDqCols / 8 * 32 * 4;  // a warp's 16 rows of a dQ product
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int warp = static_cast<int>(threadIdx.x / 32);
+  if (warp == 0) {
+    if (lane == 0) {
+      prefetch_tensor_map(&maps.q);
+      prefetch_tensor_map(&maps.dout);
+      const int key_row = w.seq.k_begin + w.key_begin;
+      load_tile<Tile, kBlockN>(smem.k(), &maps.k, smem.kv_full(), key_row, w.kv_head, w.tma_batch);
+      load_tile<Tile, kBlockN>(smem.v(), &maps.v, smem.kv_full(), key_row, w.kv_head, w.tma_batch);
+    }
+    // With the consumers computing dQ, warp 0 only loads, each slot as it frees.
+    const int ahead = Tile::kConsumersComputeDq ? w.iterations : Tile::kStages;
+    for (int i = 0; i < ahead && i < w.iterations; ++i) load_query_block<Tile>(maps, p, smem, w, i);
+  }
+  if constexpr (!Tile::kConsumersComputeDq) {
+    const std::uint32_t k_tile = ptx::smem_address(smem.k());
+    mbarrier_wait(smem.kv_full(), 0);
+    for (int iteration = 0; iteration < w.iterations; ++iteration) {
+      const int buffer = iteration & 1;
+      const std::uint32_t parity = static_cast<std::uint32_t>(iteration >> 1) & 1u;
+      const std::uint32_t ds_address = ptx::smem_address(smem.ds(buffer));
+      for (int c = 0; c < Tile::kConsumerWarpgroups; ++c) mbarrier_wait(smem.ds_full(c, buffer), parity);
+      AccumulatorTile<1, kDqCols / 8> dq;
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk)
+        Wgmma<Element, kDqCols>::ss_mn_major(dq, n_major_descriptor(ds_address + kk * 16 * 128, Tile::kDsBytes),
+                                             n_major_descriptor(k_tile + kk * 16 * 128, kBlockN * 128), kk > 0);
+      wgmma_commit();
+      // The slot of block iteration + kStages frees once the consumers finish this block.
+      if (warp == 0 && iteration + Tile::kStages < w.iterations)
+        load_query_block<Tile>(maps, p, smem, w, iteration + Tile::kStages);
+      wgmma_wait<0>();
+      pin_accumulators(dq);
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(smem.ds_empty(buffer));
+      reduce_dq_rows<kDqCols, Tile::kDqStages - 1>(dq, smem.dq_stage(iteration % Tile::kDqStages) + warp * kWarpFloats,
+                                                   dq_accumulator_block<Tile>(p, w, iteration) + warp * kWarpFloats);
+    }
+    if (lane == 0) bulk_wait_all();
+  }
+}
+
+// A consumer warpgroup: dK and dV of its 64 keys, and dS^T of its keys for the dQ product.
 template <class Tile, class Element>
 __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelParams& p,
                                                      const BackwardSharedMemory<Tile>& smem, const KeyBlockWork& w,
                                                      int consumer) {
   constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN, kHeadDim = Tile::kHeadDim;
-  constexpr int kDqCols = Tile::kDqCols;
   const sm80::AttentionArgs& a = p.attn;
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int warp = static_cast<int>(threadIdx.x / 32) % 4;
@@ -173,33 +248,25 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
   dv.fill(0.0f);
 
   if (w.iterations > 0) {
-    const std::uint32_t k_tile = ptx::smem_address(smem.k()), v_tile = ptx::smem_address(smem.v());
-    const std::uint32_t k_rows = k_tile + 64 * consumer * 128, v_rows = v_tile + 64 * consumer * 128;
-    const std::int64_t dq_rows_per_head = dq_accum_rows_per_head(p.rows_q, a.batch);
-    // Named barriers: 1 hands dS^T between the warpgroups (column-split dQ), 2 + c within
-    // warpgroup c (key-split dQ).
-    const auto ds_ready = [&] {
-      if constexpr (Tile::kSplitDqColumns) named_barrier_sync(1, 256);
-      else named_barrier_sync(2 + consumer, 128);
-    };
-    const auto release = [&](std::uint64_t* empty) {
+    const std::uint32_t k_rows = ptx::smem_address(smem.k()) + 64 * consumer * 128;
+    const std::uint32_t v_rows = ptx::smem_address(smem.v()) + 64 * consumer * 128;
+    const auto release = [&](std::uint64_t* barrier) {
       __syncwarp();
-      if (lane == 0) mbarrier_arrive(empty);
+      if (lane == 0) mbarrier_arrive(barrier);
     };
 
     mbarrier_wait(smem.kv_full(), 0);
     RingPosition<Tile::kStages> slot;
     for (int iteration = 0; iteration < w.iterations; ++iteration, slot.advance()) {
-      const int head = w.head(iteration);
       const int m0 = w.m_block(iteration) * kBlockM;
       const bool inside_band = m0 + kBlockM <= w.seq.seq_q && w.key_begin + kBlockN <= w.seq.seq_k &&
                                w.mask.allowed(m0, w.key_begin + kBlockN - 1) &&
                                w.mask.allowed(m0 + kBlockM - 1, w.key_begin);
       const std::uint32_t q_tile = ptx::smem_address(smem.q(slot.stage));
       const std::uint32_t dout_tile = ptx::smem_address(smem.dout(slot.stage));
-      unsigned char* const ds_tile = smem.ds(Tile::kDsBuffers == 2 ? iteration & 1 : 0);
+      const int ds_buffer = iteration & 1;
+      const std::uint32_t ds_parity = static_cast<std::uint32_t>(iteration >> 1) & 1u;
       mbarrier_wait(smem.rows_full(slot.stage), slot.parity);
-
       // S^T and dP^T, two groups: the exponentials of S^T run under the dP^T product.
       AccumulatorTile<1, kBlockM / 8> scores, dp;
       wgmma_fence();
@@ -241,15 +308,20 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         Wgmma<Element, kHeadDim>::rs(dv, p_frag[kk], n_major_descriptor(dout_tile + kk * 16 * 128, kBlockM * 128), 1);
       wgmma_commit();
 
+      // dS^T = P^T (dP^T - D) with P^T as rounded for dV (as standard attention at this
+      // precision does), so the fp32 P^T need not stay in registers.
       wgmma_wait<1>();  // dP^T (committed before dV) has completed
       pin_accumulators(dp);
 #pragma unroll
-      for (int ni = 0; ni < kBlockM / 8; ++ni) {
-        const float2 d = *reinterpret_cast<const float2*>(dot + 8 * ni + pair);
+      for (int kk = 0; kk < kBlockM / 16; ++kk)
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          dp.value[0][ni][e] = scores.value[0][ni][e] * (dp.value[0][ni][e] - (e % 2 == 0 ? d.x : d.y));
-      }
+        for (int j = 0; j < 4; ++j) {
+          const int ni = 2 * kk + j / 2, e = 2 * (j % 2);
+          const float2 prob = ptx::unpack2<Element>(p_frag[kk][j]);
+          const float2 d = *reinterpret_cast<const float2*>(dot + 8 * ni + pair);
+          dp.value[0][ni][e] = prob.x * (dp.value[0][ni][e] - d.x);
+          dp.value[0][ni][e + 1] = prob.y * (dp.value[0][ni][e + 1] - d.y);
+        }
       std::uint32_t ds_frag[kBlockM / 16][4];
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) accumulator_as_a<Element>(dp, 0, kk, ds_frag[kk]);
@@ -259,9 +331,12 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         Wgmma<Element, kHeadDim>::rs(dk, ds_frag[kk], n_major_descriptor(q_tile + kk * 16 * 128, kBlockM * 128), 1);
       wgmma_commit();
 
-      // dS^T into shared memory with the 128-byte swizzle (16-byte chunk index XOR row % 8):
-      // key row r holds 64 queries; fragment word [kk][j] is columns 16 kk + 8 (j / 2) +
-      // pair of row 8 (j % 2) + group. A warp's stores hit 32 distinct banks.
+      // dS^T into shared memory with the 128-byte swizzle (16-byte chunk index XOR row % 8),
+      // once warpgroup 0's products have read the buffer's previous contents: key row r
+      // holds 64 queries; fragment word [kk][j] is columns 16 kk + 8 (j / 2) + pair of row
+      // 8 (j % 2) + group. A warp's stores hit 32 distinct banks.
+      unsigned char* const ds_tile = smem.ds(ds_buffer);
+      if constexpr (!Tile::kConsumersComputeDq) mbarrier_wait(smem.ds_empty(ds_buffer), ds_parity ^ 1u);
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk)
 #pragma unroll
@@ -271,56 +346,39 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
           *reinterpret_cast<std::uint32_t*>(ds_tile + row * 128 + chunk * 16 + 2 * pair) = ds_frag[kk][j];
         }
       fence_async_shared();
-      ds_ready();
-
-      // dQ share = dS K, dS^T read as the M-major A operand, K as the N-major B operand.
-      AccumulatorTile<1, kDqCols / 8> dq;
-      const std::uint32_t ds_address = ptx::smem_address(ds_tile);
-      wgmma_fence();
-      if constexpr (Tile::kSplitDqColumns) {
+      if constexpr (Tile::kConsumersComputeDq) {
+        // This warpgroup's dQ columns (atom `consumer` of K) over all 128 keys, once the
+        // other warpgroup's dS^T rows are written too (named barrier 1, both warpgroups).
+        named_barrier_sync(1, 256);
+        AccumulatorTile<1, Tile::kDqCols / 8> dq;
+        const std::uint32_t ds_address = ptx::smem_address(ds_tile);
+        const std::uint32_t k_columns = ptx::smem_address(smem.k()) + consumer * kBlockN * 128;
+        wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < kBlockN / 16; ++kk)
-          Wgmma<Element, kDqCols>::ss_mn_major(
-              dq, n_major_descriptor(ds_address + kk * 16 * 128, Tile::kDsBytes),
-              n_major_descriptor(k_tile + consumer * kBlockN * 128 + kk * 16 * 128, kBlockN * 128), kk > 0);
+          Wgmma<Element, Tile::kDqCols>::ss_mn_major(dq, n_major_descriptor(ds_address + kk * 16 * 128, Tile::kDsBytes),
+                                                     n_major_descriptor(k_columns + kk * 16 * 128, kBlockN * 128),
+                                                     kk > 0);
+        wgmma_commit();
+        wgmma_wait<0>();
+        pin_accumulators(dv);
+        pin_accumulators(dk);
+        pin_accumulators(dq);
+        release(smem.rows_empty(slot.stage));
+        constexpr int kWarpFloats = Tile::kDqCols / 8 * 32 * 4;
+        reduce_dq_rows<Tile::kDqCols, 0>(
+            dq, smem.dq_stage(consumer) + warp * kWarpFloats,
+            dq_accumulator_block<Tile>(p, w, iteration) + consumer * 64 * Tile::kDqCols + warp * kWarpFloats);
       } else {
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          const std::uint32_t row_offset = (64 * consumer + 16 * kk) * 128;
-          Wgmma<Element, kDqCols>::ss_mn_major(dq, n_major_descriptor(ds_address + row_offset, Tile::kDsBytes),
-                                               n_major_descriptor(k_tile + row_offset, kBlockN * 128), kk > 0);
-        }
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      pin_accumulators(dv);
-      pin_accumulators(dk);
-      pin_accumulators(dq);
-      release(smem.rows_empty(slot.stage));
-
-      // Each warp stages its 16 rows of the share in register order (a contiguous part of
-      // the accumulator block) and adds them with one bulk reduction; its staging space is
-      // free once the warp's previous reduction has read it.
-      constexpr int kWarpFloats = kDqCols / 8 * 32 * 4;
-      float* const stage = smem.dq_stage(consumer) + warp * kWarpFloats;
-      if (lane == 0) bulk_wait_read<0>();
-      __syncwarp();
-#pragma unroll
-      for (int i = 0; i < kDqCols / 8; ++i)
-        *reinterpret_cast<float4*>(stage + (i * 32 + lane) * 4) =
-            make_float4(dq.value[0][i][0], dq.value[0][i][1], dq.value[0][i][2], dq.value[0][i][3]);
-      fence_async_shared();
-      __syncwarp();
-      if (lane == 0) {
-        float* const block = p.dq_accum + (head * dq_rows_per_head + w.q_packed_begin +
-                                           static_cast<std::int64_t>(kBlockM) * w.batch + m0) *
-                                              kHeadDim;
-        bulk_reduce_add(block + (Tile::kSplitDqColumns ? consumer * 64 * kDqCols : 0) + warp * kWarpFloats, stage,
-                        kWarpFloats * 4);
-        bulk_commit();
+        release(smem.ds_full(consumer, ds_buffer));
+        wgmma_wait<0>();  // dV and dK have read this block's Q and dO
+        pin_accumulators(dv);
+        pin_accumulators(dk);
+        release(smem.rows_empty(slot.stage));
       }
     }
-    if (lane == 0) bulk_wait_all();
+    if constexpr (Tile::kConsumersComputeDq)
+      if (lane == 0) bulk_wait_all();
   }
 
   // dK = scale * sum dS^T Q, dV = sum P^T dO, straight from registers; key rows past the
@@ -362,13 +420,17 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
       mbarrier_init(smem.rows_full(s), 2 + 32);  // Q and dO, then the 32 lanes' statistics
       mbarrier_init(smem.rows_empty(s), Tile::kConsumerWarps);
     }
+    for (int b = 0; b < Tile::kDsBuffers; ++b) {
+      for (int c = 0; c < Tile::kConsumerWarpgroups; ++c) mbarrier_init(smem.ds_full(c, b), 4);
+      mbarrier_init(smem.ds_empty(b), 4);
+    }
     fence_barrier_init();
   }
   __syncthreads();
 
   if (warpgroup == 0) {
-    release_registers<Tile::kProducerRegisters>();
-    if (threadIdx.x < 32 && work.iterations > 0) produce_query_blocks<Tile>(maps, p, smem, work);
+    release_registers<Tile::kLeaderRegisters>();
+    if (work.iterations > 0) load_and_reduce_dq<Tile, Element>(maps, p, smem, work);
   } else {
     claim_registers<Tile::kConsumerRegisters>();
     consume_query_blocks<Tile, Element>(p, smem, work, warpgroup - 1);
