@@ -438,10 +438,11 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
 }
 
 // dQ = scale * accumulator, in the output dtype: one block per (query block, head,
-// sequence) reads its accumulator block in register order.
+// sequence). Each thread reads one float4 of the accumulator block in its register order
+// (consecutive threads, consecutive 16 bytes): one lane's two columns of two rows.
 template <class Tile, class Element>
 __global__ void backward_dq_convert_kernel(const sm80::BackwardKernelParams p) {
-  constexpr int kBlockM = Tile::kBlockM, kHeadDim = Tile::kHeadDim;
+  constexpr int kBlockM = Tile::kBlockM, kDqCols = Tile::kDqCols;
   const sm80::AttentionArgs& a = p.attn;
   const int m0 = static_cast<int>(blockIdx.x) * kBlockM;
   const int head = static_cast<int>(blockIdx.y), batch = static_cast<int>(blockIdx.z);
@@ -449,22 +450,26 @@ __global__ void backward_dq_convert_kernel(const sm80::BackwardKernelParams p) {
   if (m0 >= seq.seq_q) return;
   const std::int64_t q_packed_begin =
       a.cu_seqlens_q != nullptr ? seq.q_begin : static_cast<std::int64_t>(batch) * a.seq_q;
-  const float* const block = p.dq_accum + (head * dq_accum_rows_per_head(p.rows_q, a.batch) + q_packed_begin +
-                                           static_cast<std::int64_t>(kBlockM) * batch + m0) *
-                                              kHeadDim;
-  const int chunks = a.head_dim / 8;
-  for (int item = static_cast<int>(threadIdx.x); item < kBlockM * chunks; item += blockDim.x) {
-    const int row = item / chunks, col = (item % chunks) * 8;
-    if (m0 + row >= seq.seq_q) break;
-    std::uint32_t packed[4];
+  const float4* const block = reinterpret_cast<const float4*>(
+      p.dq_accum + (head * dq_accum_rows_per_head(p.rows_q, a.batch) + q_packed_begin +
+                    static_cast<std::int64_t>(kBlockM) * batch + m0) *
+                       Tile::kHeadDim);
+  const int rows_valid = seq.seq_q - m0;
+  // The inverse of dq_block_index: region, warp row group, column group, lane.
+  for (int q = static_cast<int>(threadIdx.x); q < kBlockM * Tile::kHeadDim / 4; q += blockDim.x) {
+    const int region = q / (16 * kDqCols), rest = q % (16 * kDqCols);
+    const int lane = rest % 32, group = rest / 32;
+    const int row = 16 * (group / (kDqCols / 8)) + lane / 4;
+    const int col = region * kDqCols + 8 * (group % (kDqCols / 8)) + 2 * (lane % 4);
+    if (col >= a.head_dim) continue;
+    const float4 x = block[q];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      // Columns col + 2j, col + 2j + 1 are one lane's neighbouring accumulator elements.
-      const float2 x = *reinterpret_cast<const float2*>(block + dq_block_index<Tile::kDqCols>(row, col + 2 * j));
-      packed[j] = ptx::pack2<Element>(x.x * a.scale, x.y * a.scale);
+    for (int half = 0; half < 2; ++half) {
+      if (row + 8 * half >= rows_valid) continue;
+      Element* const dst = row_pointer<Element>(p.dq, batch, seq.q_begin + m0 + row + 8 * half, head) + col;
+      *reinterpret_cast<std::uint32_t*>(dst) = half == 0 ? ptx::pack2<Element>(x.x * a.scale, x.y * a.scale)
+                                                         : ptx::pack2<Element>(x.z * a.scale, x.w * a.scale);
     }
-    *reinterpret_cast<uint4*>(row_pointer<Element>(p.dq, batch, seq.q_begin + m0 + row, head) + col) =
-        make_uint4(packed[0], packed[1], packed[2], packed[3]);
   }
 }
 

@@ -34,7 +34,7 @@ struct BackwardTile {
   static constexpr int kHeadDim = kHeadDimTile;
   static constexpr int kBlockM = 64;
   static constexpr int kBlockN = 128;
-  static constexpr int kStages = 2;
+  static constexpr int kStages = kHeadDim <= 64 ? 3 : 2;  // as many Q/dO slots as fit
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kConsumerWarps = 4 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 * (kConsumerWarpgroups + 1);
@@ -71,21 +71,13 @@ constexpr bool backward_supports_tile(int head_dim_tile) {
 // (sequence, query block). The block of sequence b's query block m starts at row
 // packed_begin(b) + 64 b + 64 m, so blocks never overlap and a block of a sequence's
 // last rows stays inside its own space. Inside a block the floats are in the order the
-// warpgroup's registers hold them (dq_block_index), so each warp stages its rows with
-// 16-byte conflict-free stores and adds them with one bulk reduction.
+// warpgroups' registers hold them, so each warp stages its rows with 16-byte
+// conflict-free stores and adds them with one bulk reduction: (row, col) sits in region
+// col / kDqCols (one dQ product), then row group row / 16, column group (col % kDqCols) / 8,
+// lane 4 (row % 8) + (col % 8) / 2, element 2 ((row % 16) / 8) + col % 2 (fragment.cuh's
+// accumulator layout), with 4 floats per lane, 32 lanes per column group.
 TF_HOST_DEVICE std::int64_t dq_accum_rows_per_head(std::int64_t rows_q, std::int64_t batch) {
   return rows_q + 64 * (batch + 1);
-}
-
-// Where (row, col) of a 64-row dQ block sits: region col / kDqCols (one product), then warp
-// row / 16, column group col / 8, lane 4 * (row % 8) + (col % 8) / 2,
-// and the accumulator element 2 * ((row % 16) / 8) + col % 2 (fragment.cuh's layout).
-template <int kDqCols>
-TF_HOST_DEVICE int dq_block_index(int row, int col) {
-  const int region = col / kDqCols, c = col % kDqCols;
-  const int lane = 4 * (row % 8) + (c % 8) / 2;
-  const int element = 2 * ((row % 16) / 8) + c % 2;
-  return region * 64 * kDqCols + (((row / 16) * (kDqCols / 8) + c / 8) * 32 + lane) * 4 + element;
 }
 
 template <int kHeadDimTile, class Element>
