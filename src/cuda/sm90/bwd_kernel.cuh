@@ -364,7 +364,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         pin_accumulators(dv);
         pin_accumulators(dk);
         pin_accumulators(dq);
-        release(smem.rows_empty(slot.stage));
+        mbarrier_arrive(smem.rows_empty(slot.stage));
         constexpr int kWarpFloats = Tile::kDqCols / 8 * 32 * 4;
         reduce_dq_rows<Tile::kDqCols, 0>(
             dq, smem.dq_stage(consumer) + warp * kWarpFloats,
@@ -374,7 +374,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         wgmma_wait<0>();  // dV and dK have read this block's Q and dO
         pin_accumulators(dv);
         pin_accumulators(dk);
-        release(smem.rows_empty(slot.stage));
+        mbarrier_arrive(smem.rows_empty(slot.stage));
       }
     }
     if constexpr (Tile::kConsumersComputeDq)
@@ -418,7 +418,9 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     mbarrier_init(smem.kv_full(), 2);  // K and V, one expect-bytes arrival each
     for (int s = 0; s < Tile::kStages; ++s) {
       mbarrier_init(smem.rows_full(s), 2 + 32);  // Q and dO, then the 32 lanes' statistics
-      mbarrier_init(smem.rows_empty(s), Tile::kConsumerWarps);
+      // Every consumer thread arrives: its reads of the slot's statistics (plain loads)
+      // happen before the producer's next stores there.
+      mbarrier_init(smem.rows_empty(s), 128 * Tile::kConsumerWarpgroups);
     }
     for (int b = 0; b < Tile::kDsBuffers; ++b) {
       for (int c = 0; c < Tile::kConsumerWarpgroups; ++c) mbarrier_init(smem.ds_full(c, b), 4);
