@@ -34,10 +34,6 @@
 #include "cuda/sm90/pipeline.cuh"
 #include "cuda/sm90/wgmma_generated.cuh"
 
-#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#error "the sm90 kernels use wgmma and setmaxnreg: compile them for sm_90a only (src/cuda/CMakeLists.txt)"
-#endif
-
 namespace tileflash::cuda::sm90 {
 
 // Shared memory of one block: K, V, kStages Q and dO slots (64-column swizzle atoms,
@@ -269,21 +265,20 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       mbarrier_wait(smem.rows_full(slot.stage), slot.parity);
       // S^T and dP^T, two groups: the exponentials of S^T run under the dP^T product.
       AccumulatorTile<1, kBlockM / 8> scores, dp;
+      // acc = rows of K or V (this warpgroup's keys) times the query block's Q or dO rows.
+      const auto issue_key_products = [&](AccumulatorTile<1, kBlockM / 8>& acc, std::uint32_t key_rows,
+                                          std::uint32_t query_tile) {
+#pragma unroll
+        for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+          const std::uint32_t column = 32 * (ks % 4);
+          Wgmma<Element, kBlockM>::ss(acc, k_major_descriptor(key_rows + (ks / 4) * kBlockN * 128 + column),
+                                      k_major_descriptor(query_tile + (ks / 4) * kBlockM * 128 + column), ks > 0);
+        }
+        wgmma_commit();
+      };
       wgmma_fence();
-#pragma unroll
-      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
-        const std::uint32_t offset = (ks / 4) * kBlockN * 128 + 32 * (ks % 4);
-        Wgmma<Element, kBlockM>::ss(scores, k_major_descriptor(k_rows + offset),
-                                    k_major_descriptor(q_tile + (ks / 4) * kBlockM * 128 + 32 * (ks % 4)), ks > 0);
-      }
-      wgmma_commit();
-#pragma unroll
-      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
-        const std::uint32_t offset = (ks / 4) * kBlockN * 128 + 32 * (ks % 4);
-        Wgmma<Element, kBlockM>::ss(dp, k_major_descriptor(v_rows + offset),
-                                    k_major_descriptor(dout_tile + (ks / 4) * kBlockM * 128 + 32 * (ks % 4)), ks > 0);
-      }
-      wgmma_commit();
+      issue_key_products(scores, k_rows, q_tile);
+      issue_key_products(dp, v_rows, dout_tile);
       wgmma_wait<1>();
       pin_accumulators(scores);
 

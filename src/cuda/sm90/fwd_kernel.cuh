@@ -28,10 +28,6 @@
 #include "cuda/sm90/pipeline.cuh"
 #include "cuda/sm90/wgmma_generated.cuh"
 
-#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#error "the sm90 kernels use wgmma and setmaxnreg: compile them for sm_90a only (src/cuda/CMakeLists.txt)"
-#endif
-
 namespace tileflash::cuda::sm90 {
 
 // Shared memory of one block: Q, kStages K slots, kStages V slots (each as 64-column

@@ -10,6 +10,10 @@
 #include "cuda/common/fragment.cuh"
 #include "cuda/common/ptx.cuh"
 
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "the sm90 kernels use wgmma and setmaxnreg: compile them for sm_90a only (src/cuda/CMakeLists.txt)"
+#endif
+
 namespace tileflash::cuda::sm90 {
 
 // ---- mbarrier: a shared-memory barrier whose phase completes when `count` arrivals and
