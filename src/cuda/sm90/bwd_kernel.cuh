@@ -276,6 +276,18 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         }
         wgmma_commit();
       };
+      // acc (dV or dK of this warpgroup's keys) += P^T or dS^T from registers times the
+      // query block's dO or Q rows.
+      const auto issue_register_products = [&](AccumulatorTile<1, kHeadDim / 8>& acc,
+                                               const std::uint32_t (&operand)[kBlockM / 16][4],
+                                               std::uint32_t query_tile) {
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kBlockM / 16; ++kk)
+          Wgmma<Element, kHeadDim>::rs(acc, operand[kk], n_major_descriptor(query_tile + kk * 16 * 128, kBlockM * 128),
+                                       1);
+        wgmma_commit();
+      };
       wgmma_fence();
       issue_key_products(scores, k_rows, q_tile);
       issue_key_products(dp, v_rows, dout_tile);
@@ -297,11 +309,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       std::uint32_t p_frag[kBlockM / 16][4];
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p_frag[kk]);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBlockM / 16; ++kk)
-        Wgmma<Element, kHeadDim>::rs(dv, p_frag[kk], n_major_descriptor(dout_tile + kk * 16 * 128, kBlockM * 128), 1);
-      wgmma_commit();
+      issue_register_products(dv, p_frag, dout_tile);
 
       // dS^T = P^T (dP^T - D) with P^T as rounded for dV (as standard attention at this
       // precision does), so the fp32 P^T need not stay in registers.
@@ -320,11 +328,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       std::uint32_t ds_frag[kBlockM / 16][4];
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) accumulator_as_a<Element>(dp, 0, kk, ds_frag[kk]);
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBlockM / 16; ++kk)
-        Wgmma<Element, kHeadDim>::rs(dk, ds_frag[kk], n_major_descriptor(q_tile + kk * 16 * 128, kBlockM * 128), 1);
-      wgmma_commit();
+      issue_register_products(dk, ds_frag, q_tile);
 
       // dS^T into shared memory with the 128-byte swizzle (16-byte chunk index XOR row % 8),
       // once warpgroup 0's products have read the buffer's previous contents: key row r
