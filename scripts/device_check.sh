@@ -11,6 +11,9 @@
 #   profile    Nsight Compute on one sm90 launch per PROFILE_CASES entry d:causal:seq
 #              (default "128:1:2048 64:0:8192"); PROFILE_DIRECTION bwd profiles the backward
 #   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grids
+#   python     the Python package (pip install ., CUDA for sm_90; build wheels carried in .whl
+#              when there is no internet) and tests/python, once per CPU kernel set of
+#              PYTHON_ISAS (default "amx avx512"), with faulthandler tracebacks
 # Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [sanitizer]
 #   (default: sass tests timing)
 # Environment: TILEFLASH_HEAD_DIMS (default "64;96;128;192;256"). GoogleTest: the system's, else
@@ -93,6 +96,19 @@ PY
         echo "== ncu d=$d causal=$causal seq=$seq"
         grep -E "Duration|SM Busy|Issue Slots Busy|Executed Ipc A|Stall|Warp Cycles Per Issued|Eligible Warps|No Eligible|Tensor|Pipe" \
           "$OUT/ncu_d${d}_c${causal}_s$seq.txt" | head -40 || tail -5 "$OUT/ncu_d${d}_c${causal}_s$seq.txt"
+      done
+      ;;
+    python)
+      [ -d .whl ] && python3 -m pip install --quiet --no-index --find-links .whl scikit-build-core nanobind
+      TILEFLASH_CUDA=ON TILEFLASH_CUDA_ARCHS=90 TILEFLASH_HEAD_DIMS="${TILEFLASH_HEAD_DIMS:-64;96;128;192;256}" \
+        CMAKE_BUILD_PARALLEL_LEVEL=16 python3 -m pip install --quiet --no-build-isolation --no-deps . \
+        > "$OUT/pip.log" 2>&1 || { echo "pip install failed"; tail -20 "$OUT/pip.log"; }
+      for isa in ${PYTHON_ISAS:-amx avx512}; do
+        # From outside the tree, so the installed package is the one imported.
+        (cd /tmp && TILEFLASH_CPU_ISA=$isa timeout 300 python3 -X faulthandler -m pytest -q -x -p no:cacheprovider \
+          "$OLDPWD/tests/python") > "$OUT/pytest_$isa.log" 2>&1
+        echo "pytest $isa rc=$?"; tail -3 "$OUT/pytest_$isa.log"
+        grep -m1 -A8 "Fatal Python error" "$OUT/pytest_$isa.log"
       done
       ;;
     sanitizer)
