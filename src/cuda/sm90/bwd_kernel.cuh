@@ -8,10 +8,11 @@
 //   P^T = exp(S^T * scale - lse)           the forward's probabilities, recomputed
 //   dS^T = P^T * (dP^T - D)
 //   dV += P^T dO, dK += dS^T Q             wgmma with P^T, dS^T from registers
-// and hands dS^T over in shared memory, where warpgroup 0 computes
+// and hands dS^T over in shared memory for
 //   dQ = dS K                              dS^T as the M-major A operand
-// and adds it to an fp32 accumulator by bulk reductions (a last kernel scales and
-// converts it). Warp 0 of warpgroup 0 also loads: K and V once, then per query block Q
+// computed by warpgroup 0 up to head dim 96 and by the consumers at 128 (bwd_launch.h
+// says why), then added to an fp32 accumulator by bulk reductions (a last kernel scales
+// and converts it). Warp 0 of warpgroup 0 also loads: K and V once, then per query block Q
 // and dO through a ring of kStages slots (TMA) plus the block's lse and D = rowsum(dO * O)
 // (plain loads, so rows past the end read nothing).
 #pragma once
@@ -37,8 +38,8 @@
 namespace tileflash::cuda::sm90 {
 
 // Shared memory of one block: K, V, kStages Q and dO slots (64-column swizzle atoms,
-// 1024-byte aligned), the dS^T buffers, each consumer's dQ staging, the per-slot row
-// statistics, then the barriers.
+// 1024-byte aligned), the dS^T buffers, the dQ staging, the per-slot row statistics, then
+// the barriers.
 template <class Tile>
 struct BackwardSharedMemory {
   unsigned char* base;
@@ -71,7 +72,7 @@ struct BackwardSharedMemory {
   }
 };
 
-// What the producer and the consumers of one block derive alike from its coordinates:
+// What warpgroup 0 and the consumers of one block derive alike from its coordinates:
 // the sequence, and the query blocks (of every query head of the kv head's group) whose
 // band reaches the block's keys, walked as iterations head-major.
 struct KeyBlockWork {
