@@ -8,11 +8,16 @@ namespace tileflash::cuda {
 
 template <int... kTiles>
 struct HeadDimTiles {
-  // The smallest tile that holds head_dim, 0 if none does (also for an empty set).
-  static constexpr int fitting(int head_dim) {
+  // The smallest tile that holds head_dim and that `usable` accepts, 0 if none does (also
+  // for an empty set).
+  template <class Usable>
+  static constexpr int fitting(int head_dim, Usable usable) {
     int best = 0;
-    ((kTiles >= head_dim && (best == 0 || kTiles < best) ? void(best = kTiles) : void()), ...);
+    ((usable(kTiles) && kTiles >= head_dim && (best == 0 || kTiles < best) ? void(best = kTiles) : void()), ...);
     return best;
+  }
+  static constexpr int fitting(int head_dim) {
+    return fitting(head_dim, [](int) { return true; });
   }
   static constexpr int largest() {
     int best = 0;

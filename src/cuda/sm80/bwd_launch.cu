@@ -31,12 +31,8 @@ constexpr std::int64_t kMaxGridYZ = 65535;
 constexpr std::int64_t kMaxSequence = std::int64_t{1} << 30;
 
 // The smallest compiled tile that holds head_dim and that the backward can split; 0 if none.
-template <int... kTiles>
-constexpr int backward_tile(int head_dim, HeadDimTiles<kTiles...>) {
-  int best = 0;
-  for (int tile : {kTiles...})
-    if (backward_supports_tile(tile) && tile >= head_dim && (best == 0 || tile < best)) best = tile;
-  return best;
+constexpr int backward_tile(int head_dim) {
+  return CompiledHeadDimTiles::fitting(head_dim, [](int tile) { return backward_supports_tile(tile); });
 }
 
 template <int kTile, int... kVariants>
@@ -110,7 +106,7 @@ std::string backward_unsupported_reason(const BackwardParams& params, const deta
   if (problem.dtype != DType::float16 && problem.dtype != DType::bfloat16)
     return std::string("q: dtype ") + dtype_name(problem.dtype) +
            " is not supported by the cuda kernels (float16 or bfloat16)";
-  const int tile = backward_tile(static_cast<int>(problem.head_dim), CompiledHeadDimTiles{});
+  const int tile = backward_tile(static_cast<int>(problem.head_dim));
   if (tile == 0)
     return "q: head_dim " + std::to_string(problem.head_dim) +
            " exceeds the largest head-dim tile the cuda backward can use in this build (tiles " +
@@ -147,7 +143,7 @@ void run_backward(const BackwardParams& params, const detail::Problem& problem, 
   p.rows_q = problem.varlen ? problem.total_q : problem.batch * problem.seq_q;
   p.rows_k = problem.varlen ? problem.total_k : problem.batch * problem.seq_k;
   p.deterministic = params.deterministic;
-  const int tile = backward_tile(static_cast<int>(problem.head_dim), CompiledHeadDimTiles{});
+  const int tile = backward_tile(static_cast<int>(problem.head_dim));
   // Selection checked that a variant fits (unless the cap changed since).
   std::string reason;
   const int variant = backward_variant(tile, shared_memory_limit(params.q.device_index, reason), problem.seq_q);

@@ -87,6 +87,12 @@ struct KeyBlockWork {
   __device__ __forceinline__ int m_block(int iteration) const { return m_begin + iteration % blocks_per_head; }
 };
 
+// The first row of sequence `batch` among all query rows (the rows of dout_dot_out).
+__device__ __forceinline__ std::int64_t packed_q_begin(const sm80::AttentionArgs& a, const SequenceSlice& seq,
+                                                       int batch) {
+  return a.cu_seqlens_q != nullptr ? seq.q_begin : static_cast<std::int64_t>(batch) * a.seq_q;
+}
+
 template <int kBlockM, int kBlockN>
 __device__ __forceinline__ KeyBlockWork key_block_work(const sm80::AttentionArgs& a) {
   KeyBlockWork w;
@@ -94,7 +100,7 @@ __device__ __forceinline__ KeyBlockWork key_block_work(const sm80::AttentionArgs
   w.kv_head = static_cast<int>(blockIdx.y);
   w.batch = static_cast<int>(blockIdx.z);
   w.seq = sequence_slice(a, w.batch);
-  w.q_packed_begin = a.cu_seqlens_q != nullptr ? w.seq.q_begin : static_cast<std::int64_t>(w.batch) * a.seq_q;
+  w.q_packed_begin = packed_q_begin(a, w.seq, w.batch);
   w.tma_batch = a.cu_seqlens_q != nullptr ? 0 : w.batch;
   w.mask = detail::BandMask{w.seq.seq_q, w.seq.seq_k, a.window_left, a.window_right};
   w.group = a.heads_q / a.heads_kv;
@@ -169,12 +175,34 @@ __device__ __forceinline__ void reduce_dq_rows(const AccumulatorTile<1, kDqCols 
   }
 }
 
+// The accumulator block of query rows [m0, m0 + 64) of sequence `batch` (its first row is
+// q_packed_begin among all query rows) and query head `head` (bwd_launch.h has the layout).
+template <class Tile>
+__device__ __forceinline__ float* dq_accumulator_block(const sm80::BackwardKernelParams& p, int head,
+                                                       std::int64_t q_packed_begin, int batch, int m0) {
+  return p.dq_accum + (head * dq_accum_rows_per_head(p.rows_q, p.attn.batch) + q_packed_begin +
+                       static_cast<std::int64_t>(Tile::kBlockM) * batch + m0) *
+                          Tile::kHeadDim;
+}
 template <class Tile>
 __device__ __forceinline__ float* dq_accumulator_block(const sm80::BackwardKernelParams& p, const KeyBlockWork& w,
                                                        int iteration) {
-  return p.dq_accum + (w.head(iteration) * dq_accum_rows_per_head(p.rows_q, p.attn.batch) + w.q_packed_begin +
-                       static_cast<std::int64_t>(Tile::kBlockM) * w.batch + w.m_block(iteration) * Tile::kBlockM) *
-                          Tile::kHeadDim;
+  return dq_accumulator_block<Tile>(p, w.head(iteration), w.q_packed_begin, w.batch,
+                                    w.m_block(iteration) * Tile::kBlockM);
+}
+
+// dq = dS K[:, columns of the K tile at k_columns] over the block's 128 keys, dS^T (at
+// ds_address) read as the M-major A operand and K as the N-major B operand; one wgmma group.
+template <class Tile, class Element>
+__device__ __forceinline__ void issue_dq_product(AccumulatorTile<1, Tile::kDqCols / 8>& dq, std::uint32_t ds_address,
+                                                 std::uint32_t k_columns) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < Tile::kBlockN / 16; ++kk)
+    Wgmma<Element, Tile::kDqCols>::ss_mn_major(dq, n_major_descriptor(ds_address + kk * 16 * 128, Tile::kDsBytes),
+                                               n_major_descriptor(k_columns + kk * 16 * 128, Tile::kBlockN * 128),
+                                               kk > 0);
+  wgmma_commit();
 }
 
 // Warpgroup 0: the loads (warp 0) and, unless the consumers do, dQ = dS K of every
@@ -207,12 +235,7 @@ __device__ __forceinline__ void load_and_reduce_dq(const BackwardTensorMaps& map
       const std::uint32_t ds_address = ptx::smem_address(smem.ds(buffer));
       for (int c = 0; c < Tile::kConsumerWarpgroups; ++c) mbarrier_wait(smem.ds_full(c, buffer), parity);
       AccumulatorTile<1, kDqCols / 8> dq;
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk)
-        Wgmma<Element, kDqCols>::ss_mn_major(dq, n_major_descriptor(ds_address + kk * 16 * 128, Tile::kDsBytes),
-                                             n_major_descriptor(k_tile + kk * 16 * 128, kBlockN * 128), kk > 0);
-      wgmma_commit();
+      issue_dq_product<Tile, Element>(dq, ds_address, k_tile);
       // The slot of block iteration + kStages frees once the consumers finish this block.
       if (warp == 0 && iteration + Tile::kStages < w.iterations)
         load_query_block<Tile>(maps, p, smem, w, iteration + Tile::kStages);
@@ -351,15 +374,8 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         // other warpgroup's dS^T rows are written too (named barrier 1, both warpgroups).
         named_barrier_sync(1, 256);
         AccumulatorTile<1, Tile::kDqCols / 8> dq;
-        const std::uint32_t ds_address = ptx::smem_address(ds_tile);
-        const std::uint32_t k_columns = ptx::smem_address(smem.k()) + consumer * kBlockN * 128;
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk)
-          Wgmma<Element, Tile::kDqCols>::ss_mn_major(dq, n_major_descriptor(ds_address + kk * 16 * 128, Tile::kDsBytes),
-                                                     n_major_descriptor(k_columns + kk * 16 * 128, kBlockN * 128),
-                                                     kk > 0);
-        wgmma_commit();
+        issue_dq_product<Tile, Element>(dq, ptx::smem_address(ds_tile),
+                                        ptx::smem_address(smem.k()) + consumer * kBlockN * 128);
         wgmma_wait<0>();
         pin_accumulators(dv);
         pin_accumulators(dk);
@@ -450,14 +466,10 @@ __global__ void backward_dq_convert_kernel(const sm80::BackwardKernelParams p) {
   const int head = static_cast<int>(blockIdx.y), batch = static_cast<int>(blockIdx.z);
   const SequenceSlice seq = sequence_slice(a, batch);
   if (m0 >= seq.seq_q) return;
-  const std::int64_t q_packed_begin =
-      a.cu_seqlens_q != nullptr ? seq.q_begin : static_cast<std::int64_t>(batch) * a.seq_q;
-  const float4* const block = reinterpret_cast<const float4*>(
-      p.dq_accum + (head * dq_accum_rows_per_head(p.rows_q, a.batch) + q_packed_begin +
-                    static_cast<std::int64_t>(kBlockM) * batch + m0) *
-                       Tile::kHeadDim);
+  const float4* const block =
+      reinterpret_cast<const float4*>(dq_accumulator_block<Tile>(p, head, packed_q_begin(a, seq, batch), batch, m0));
   const int rows_valid = seq.seq_q - m0;
-  // The inverse of dq_block_index: region, warp row group, column group, lane.
+  // The accumulator layout (bwd_launch.h) read backwards: region, row group, column group, lane.
   for (int q = static_cast<int>(threadIdx.x); q < kBlockM * Tile::kHeadDim / 4; q += blockDim.x) {
     const int region = q / (16 * kDqCols), rest = q % (16 * kDqCols);
     const int lane = rest % 32, group = rest / 32;

@@ -20,32 +20,14 @@ namespace {
 using CompiledTiles = HeadDimTiles<TILEFLASH_CUDA_SM90_HEAD_DIMS>;
 
 // The smallest compiled tile with a Hopper backward that holds head_dim; 0 if none.
-template <int... kTiles>
-constexpr int backward_tile(int head_dim, HeadDimTiles<kTiles...>) {
-  int best = 0;
-  ((backward_supports_tile(kTiles) && kTiles >= head_dim && (best == 0 || kTiles < best) ? void(best = kTiles)
-                                                                                          : void()),
-   ...);
-  return best;
-}
-
-template <class Element, int kTile>
-void launch_if_supported(int tile, const TensorMapGeometry& geometry, const sm80::BackwardKernelParams& p,
-                         cudaStream_t stream) {
-  if constexpr (backward_supports_tile(kTile))
-    if (tile == kTile) launch_backward<kTile, Element>(geometry, p, stream);
-}
-
-template <class Element, int... kTiles>
-void launch_tile(int tile, const TensorMapGeometry& geometry, const sm80::BackwardKernelParams& p,
-                 cudaStream_t stream, HeadDimTiles<kTiles...>) {
-  (launch_if_supported<Element, kTiles>(tile, geometry, p, stream), ...);
+constexpr int backward_tile(int head_dim) {
+  return CompiledTiles::fitting(head_dim, [](int tile) { return backward_supports_tile(tile); });
 }
 
 }  // namespace
 
 std::string backward_unsupported_reason(const BackwardParams& params, const detail::Problem& problem) {
-  if (backward_tile(static_cast<int>(problem.head_dim), CompiledTiles{}) == 0)
+  if (backward_tile(static_cast<int>(problem.head_dim)) == 0)
     return "this build has no sm_90a backward tile for head_dim " + std::to_string(problem.head_dim) +
            " (tiles 64, 96, 128)";
   std::string reason = hopper_path_unsupported_reason(params, problem);
@@ -65,9 +47,14 @@ void run_backward(const BackwardParams& params, const detail::Problem& problem, 
   p.rows_q = problem.varlen ? problem.total_q : problem.batch * problem.seq_q;
   p.rows_k = problem.varlen ? problem.total_k : problem.batch * problem.seq_k;
   const TensorMapGeometry geometry = tensor_map_geometry(params, problem);
-  const int tile = backward_tile(static_cast<int>(problem.head_dim), CompiledTiles{});
-  if (geometry.float16) launch_tile<__half>(tile, geometry, p, stream, CompiledTiles{});
-  else launch_tile<__nv_bfloat16>(tile, geometry, p, stream, CompiledTiles{});
+  const int tile = backward_tile(static_cast<int>(problem.head_dim));
+  CompiledTiles::dispatch(tile, [&](auto head_dim_tile) {
+    constexpr int kTile = decltype(head_dim_tile)::value;
+    if constexpr (backward_supports_tile(kTile)) {
+      if (geometry.float16) launch_backward<kTile, __half>(geometry, p, stream);
+      else launch_backward<kTile, __nv_bfloat16>(geometry, p, stream);
+    }
+  });
 }
 
 }  // namespace tileflash::cuda::sm90
