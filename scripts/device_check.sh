@@ -10,11 +10,14 @@
 #              (default fwd) picks fwd, bwd or fwd,bwd
 #   profile    Nsight Compute on one sm90 launch per PROFILE_CASES entry d:causal:seq
 #              (default "128:1:2048 64:0:8192"); PROFILE_DIRECTION bwd profiles the backward
+#   stalls     Nsight Compute warp-stall sampling per SASS instruction, one launch per STALL_CASES
+#              entry direction:path:d:causal:seq (path sm90, or sm80 forced); the source page goes to
+#              $OUT/stalls_<case>.csv (columns: address, SASS, samples by stall reason)
 #   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grids
 #   python     the Python package (pip install ., CUDA for sm_90; build wheels carried in .whl
 #              when there is no internet) and tests/python, once per CPU kernel set of
 #              PYTHON_ISAS (default "amx avx512"), with faulthandler tracebacks
-# Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [sanitizer]
+# Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [stalls] [sanitizer] [python]
 #   (default: sass tests timing)
 # Environment: TILEFLASH_HEAD_DIMS (default "64;96;128;192;256"). GoogleTest: the system's, else
 # sources carried in .carry/googletest (ignored by git).
@@ -109,6 +112,21 @@ PY
           "$OLDPWD/tests/python") > "$OUT/pytest_$isa.log" 2>&1
         echo "pytest $isa rc=$?"; tail -3 "$OUT/pytest_$isa.log"
         grep -m1 -A8 "Fatal Python error" "$OUT/pytest_$isa.log"
+      done
+      ;;
+    stalls)
+      for case in ${STALL_CASES:-bwd:sm80:256:0:4096 bwd:sm80:128:0:4096 bwd:sm90:128:0:8192 fwd:sm90:64:0:8192}; do
+        IFS=: read -r direction path d causal seq <<< "$case"
+        kernel=$([ "$direction" = bwd ] && { [ "$path" = sm80 ] && echo backward_main_kernel || echo backward_kernel; } ||
+          echo forward_kernel)
+        name="stalls_${direction}_${path}_d${d}_c${causal}_s$seq"
+        force=$([ "$path" = sm80 ] && echo 1 || echo 0)
+        TILEFLASH_FORCE_SM80=$force timeout 200 ncu --clock-control none --kernel-name-base demangled \
+          -k regex:$path::$kernel -s 2 -c 1 --section WarpStateStats --section SourceCounters -f -o /tmp/$name \
+          $build/bench/tileflash-bench --backends cuda --dtype bf16 --head-dim "$d" --hidden 2048 --tokens 16384 \
+          --seq "$seq" --causal "$causal" --direction "$direction" --reps 1 --warmup 2 > /tmp/$name.log 2>&1
+        ncu -i /tmp/$name.ncu-rep --page source --csv --print-source sass > "$OUT/$name.csv" 2> /tmp/$name.err
+        echo "$name: $(wc -l < "$OUT/$name.csv") lines; $(grep -m1 -E "==ERROR==|error" /tmp/$name.log /tmp/$name.err)"
       done
       ;;
     sanitizer)
