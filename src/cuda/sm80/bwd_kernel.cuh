@@ -298,7 +298,7 @@ __global__ void backward_dq_convert_kernel(const BackwardKernelParams p) {
   const std::int64_t row = row_head / a.heads_q;
   const int head = static_cast<int>(row_head % a.heads_q);
   const PackedRow at = unpack_row(a, row);
-  const float4* src = reinterpret_cast<const float4*>(p.dq_accum + row_head * kHeadDim + chunk * 8);
+  const float4* src = reinterpret_cast<const float4*>(p.dq_accum + (head * p.rows_q + row) * kHeadDim + chunk * 8);
   const float4 lo = src[0], hi = src[1];
   uint4 packed;
   packed.x = ptx::pack2<Element>(lo.x * a.scale, lo.y * a.scale);
@@ -417,8 +417,9 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
   dk_acc.fill(0.0f);
   dv_acc.fill(0.0f);
 
-  // Per-row statistics of this warp's S rows for a query block: lse (+inf for rows that see
-  // no key, so P = 0 there) and D.
+  // Per-row statistics of this warp's S rows for the next query block: lse and D as stored.
+  // A row that sees no key stores lse = -inf; it becomes +inf (P = 0) only where the values
+  // are used, an iteration later, so no instruction here waits for the loads.
   float next_lse[kSdpMTiles][2], next_dot[kSdpMTiles][2];
   const auto load_row_stats = [&](int iteration) {
     const int head = kv_head * group + iteration / blocks_per_head;
@@ -428,12 +429,11 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int i = m0 + sdp_row0 + 16 * mi + 8 * half + g;
-        next_lse[mi][half] = INFINITY;
+        next_lse[mi][half] = -INFINITY;
         next_dot[mi][half] = 0.0f;
         if (i < span.seq_q) {
-          const float lse =
+          next_lse[mi][half] =
               a.lse[b * a.lse_batch_stride + head * a.lse_head_stride + (span.q_row0 + i) * a.lse_row_stride];
-          if (lse != -INFINITY) next_lse[mi][half] = lse;
           next_dot[mi][half] = p.dout_dot_out[head * p.rows_q + span.q_packed0 + i];
         }
       }
@@ -460,7 +460,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
     for (int mi = 0; mi < kSdpMTiles; ++mi)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        row_lse[mi][half] = next_lse[mi][half];
+        row_lse[mi][half] = next_lse[mi][half] == -INFINITY ? INFINITY : next_lse[mi][half];
         row_dot[mi][half] = next_dot[mi][half];
       }
     if (iteration + 1 < iterations) load_row_stats(iteration + 1);
@@ -617,24 +617,31 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
           for (int nj = 0; nj < kDqNTiles / 2; ++nj) load_b_operand_pair_trans(s_k, 16 * step, dq_col0 + 16 * nj, b[nj]);
         });
 
-    float* const dq_block = p.dq_accum + ((span.q_packed0 + m0) * a.heads_q + head) * kHeadDim;
-    const std::int64_t dq_row_stride = static_cast<std::int64_t>(a.heads_q) * kHeadDim;
+    // The accumulator's rows of one head lie kHeadDim apart, so each of this lane's adds is one
+    // pointer plus a compile-time offset. With the row stride a run-time value, every add
+    // recomputed a 64-bit address in the registers the previous add still had to read, and
+    // waited for it (a quarter of the stall samples at d = 256).
+    float* const dq_lane =
+        p.dq_accum + (head * p.rows_q + span.q_packed0 + m0 + dq_row0 + g) * kHeadDim + dq_col0 + 2 * t;
+    const bool whole_block = m0 + kBlockM <= span.seq_q && a.head_dim == kHeadDim;
     int* const semaphore =
         p.deterministic ? p.dq_semaphore + (static_cast<std::int64_t>(b) * a.heads_q + head) * p.m_blocks + m_block
                         : nullptr;
     // Calls add(destination, x, y) for this lane's dQ pairs inside the sequence.
     const auto for_each_dq_pair = [&](auto add) {
+      const auto each_pair = [&](auto inside) {
 #pragma unroll
-      for (int mi = 0; mi < kDqMTiles; ++mi)
+        for (int mi = 0; mi < kDqMTiles; ++mi)
 #pragma unroll
-        for (int ni = 0; ni < kDqNTiles; ++ni)
+          for (int half = 0; half < 2; ++half)
 #pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const int row = dq_row0 + 16 * mi + 8 * half + g;
-            const int col = dq_col0 + 8 * ni + 2 * t;
-            if (m0 + row < span.seq_q && col < a.head_dim)
-              add(dq_block + row * dq_row_stride + col, dq_acc.value[mi][ni][2 * half], dq_acc.value[mi][ni][2 * half + 1]);
-          }
+            for (int ni = 0; ni < kDqNTiles; ++ni)
+              if (inside(dq_row0 + 16 * mi + 8 * half + g, dq_col0 + 8 * ni + 2 * t))
+                add(dq_lane + (16 * mi + 8 * half) * kHeadDim + 8 * ni, dq_acc.value[mi][ni][2 * half],
+                    dq_acc.value[mi][ni][2 * half + 1]);
+      };
+      if (whole_block) each_pair([](int, int) { return true; });
+      else each_pair([&](int row, int col) { return m0 + row < span.seq_q && col < a.head_dim; });
     };
     if (p.deterministic) {
       if (threadIdx.x == 0) wait_for_turn(semaphore, n_block);
