@@ -286,26 +286,44 @@ __global__ void backward_dot_kernel(const BackwardKernelParams p) {
   if (lane == 0) p.dout_dot_out[head * p.rows_q + row] = sum;
 }
 
-// dQ = scale * accumulator; one thread per 8 columns of one (row, head).
+// The dQ accumulator, fp32, unscaled. Per head, each sequence's rows start at a multiple of
+// 16 (dq_accum_row0), and every 16-row x 8-column tile of a row block is stored in the mma
+// accumulator's own order: lane l = 4g + t holds (row g, columns 2t, 2t+1) and (row g + 8, the
+// same columns) at 4l..4l+3. A warp's add of one tile is then one 16-byte atomic per lane,
+// 512 contiguous bytes, at a compile-time offset from one pointer: the adds are what the
+// memory pipe is busiest with (4-byte adds instead of 8-byte ones cost 20-35 %, H200).
+__host__ __device__ inline std::int64_t dq_accum_rows(const BackwardKernelParams& p) {
+  return p.rows_q + 16 * (static_cast<std::int64_t>(p.attn.batch) + 1);
+}
+__device__ __forceinline__ std::int64_t dq_accum_row0(const SequenceSpan& span, int b) {
+  return (span.q_packed0 + 16 * static_cast<std::int64_t>(b) + 15) / 16 * 16;
+}
+
+// dQ = scale * accumulator; one block per (16 query rows, head, sequence), one thread per
+// 8 columns of a row.
 template <int kHeadDim, class Element>
 __global__ void backward_dq_convert_kernel(const BackwardKernelParams p) {
   const AttentionArgs& a = p.attn;
-  const int chunks = a.head_dim / 8;
-  const std::int64_t item = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (item >= p.rows_q * a.heads_q * chunks) return;
-  const int chunk = static_cast<int>(item % chunks);
-  const std::int64_t row_head = item / chunks;
-  const std::int64_t row = row_head / a.heads_q;
-  const int head = static_cast<int>(row_head % a.heads_q);
-  const PackedRow at = unpack_row(a, row);
-  const float4* src = reinterpret_cast<const float4*>(p.dq_accum + (head * p.rows_q + row) * kHeadDim + chunk * 8);
-  const float4 lo = src[0], hi = src[1];
-  uint4 packed;
-  packed.x = ptx::pack2<Element>(lo.x * a.scale, lo.y * a.scale);
-  packed.y = ptx::pack2<Element>(lo.z * a.scale, lo.w * a.scale);
-  packed.z = ptx::pack2<Element>(hi.x * a.scale, hi.y * a.scale);
-  packed.w = ptx::pack2<Element>(hi.z * a.scale, hi.w * a.scale);
-  *reinterpret_cast<uint4*>(row_pointer<Element>(p.dq, at.batch, at.row, head) + chunk * 8) = packed;
+  const int b = static_cast<int>(blockIdx.z), head = static_cast<int>(blockIdx.y);
+  const SequenceSpan span = sequence_span(a, b);
+  const int row0 = 16 * static_cast<int>(blockIdx.x);
+  if (row0 >= span.seq_q) return;
+  const float* const block = p.dq_accum + (head * dq_accum_rows(p) + dq_accum_row0(span, b) + row0) * kHeadDim;
+  const int tiles = (a.head_dim + 7) / 8;
+  for (int item = static_cast<int>(threadIdx.x); item < 16 * tiles; item += static_cast<int>(blockDim.x)) {
+    const int r = item / tiles, tile = item % tiles;
+    if (row0 + r >= span.seq_q) break;
+    // Row r is row g = r % 8 of half r / 8 in the tile's lanes 4g..4g+3.
+    const float* const lane0 = block + tile * 128 + 16 * (r % 8) + 2 * (r / 8);
+    std::uint32_t packed[4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      const float2 pair = *reinterpret_cast<const float2*>(lane0 + 4 * t);
+      packed[t] = ptx::pack2<Element>(pair.x * a.scale, pair.y * a.scale);
+    }
+    *reinterpret_cast<uint4*>(row_pointer<Element>(p.dq, b, span.q_row0 + row0 + r, head) + tile * 8) =
+        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
 }
 
 // Varlen: packed key rows after the last sequence belong to no sequence; their gradient is 0.
@@ -617,50 +635,45 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
           for (int nj = 0; nj < kDqNTiles / 2; ++nj) load_b_operand_pair_trans(s_k, 16 * step, dq_col0 + 16 * nj, b[nj]);
         });
 
-    // The accumulator's rows of one head lie kHeadDim apart, so each of this lane's adds is one
-    // pointer plus a compile-time offset. With the row stride a run-time value, every add
-    // recomputed a 64-bit address in the registers the previous add still had to read, and
-    // waited for it (a quarter of the stall samples at d = 256).
-    float* const dq_lane =
-        p.dq_accum + (head * p.rows_q + span.q_packed0 + m0 + dq_row0 + g) * kHeadDim + dq_col0 + 2 * t;
-    const bool whole_block = m0 + kBlockM <= span.seq_q && a.head_dim == kHeadDim;
+    // This lane's adds: one 16-byte add per 16 x 8 tile, at a compile-time offset from dq_lane
+    // (layout: dq_accum_rows). Whole 16-row tiles past the sequence are skipped: their rows
+    // belong to the next sequence. Rows past it inside a kept tile add zeros (P = 0 there).
+    float* const dq_lane = p.dq_accum +
+                           (head * dq_accum_rows(p) + dq_accum_row0(span, b) + m0 + dq_row0) * kHeadDim +
+                           (dq_col0 / 8) * 128 + 4 * (threadIdx.x % 32);
     int* const semaphore =
         p.deterministic ? p.dq_semaphore + (static_cast<std::int64_t>(b) * a.heads_q + head) * p.m_blocks + m_block
                         : nullptr;
-    // Calls add(destination, x, y) for this lane's dQ pairs inside the sequence.
-    const auto for_each_dq_pair = [&](auto add) {
-      const auto each_pair = [&](auto inside) {
+    const auto for_each_dq_quad = [&](auto add) {
 #pragma unroll
-        for (int mi = 0; mi < kDqMTiles; ++mi)
+      for (int mi = 0; mi < kDqMTiles; ++mi)
+        if (m0 + dq_row0 + 16 * mi < span.seq_q)
 #pragma unroll
-          for (int half = 0; half < 2; ++half)
-#pragma unroll
-            for (int ni = 0; ni < kDqNTiles; ++ni)
-              if (inside(dq_row0 + 16 * mi + 8 * half + g, dq_col0 + 8 * ni + 2 * t))
-                add(dq_lane + (16 * mi + 8 * half) * kHeadDim + 8 * ni, dq_acc.value[mi][ni][2 * half],
-                    dq_acc.value[mi][ni][2 * half + 1]);
-      };
-      if (whole_block) each_pair([](int, int) { return true; });
-      else each_pair([&](int row, int col) { return m0 + row < span.seq_q && col < a.head_dim; });
+          for (int ni = 0; ni < kDqNTiles; ++ni) {
+            const float* v = dq_acc.value[mi][ni];
+            add(dq_lane + mi * 16 * kHeadDim + ni * 128, make_float4(v[0], v[1], v[2], v[3]));
+          }
     };
     if (p.deterministic) {
       if (threadIdx.x == 0) wait_for_turn(semaphore, n_block);
       __syncthreads();
       // The previous key block's sums are in L2 (published with release/acquire).
-      for_each_dq_pair([](float* dst, float x, float y) {
-        const float2 old = __ldcg(reinterpret_cast<const float2*>(dst));
-        __stcg(reinterpret_cast<float2*>(dst), make_float2(old.x + x, old.y + y));
+      for_each_dq_quad([](float* dst, float4 x) {
+        const float4 old = __ldcg(reinterpret_cast<const float4*>(dst));
+        __stcg(reinterpret_cast<float4*>(dst), make_float4(old.x + x.x, old.y + x.y, old.z + x.z, old.w + x.w));
       });
       __threadfence();
       __syncthreads();
       if (threadIdx.x == 0) pass_turn(semaphore, n_block + 1);
     } else {
-      for_each_dq_pair([](float* dst, float x, float y) {
+      for_each_dq_quad([](float* dst, float4 x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        atomicAdd(reinterpret_cast<float2*>(dst), make_float2(x, y));
+        atomicAdd(reinterpret_cast<float4*>(dst), x);
 #else
-        atomicAdd(dst, x);
-        atomicAdd(dst + 1, y);
+        atomicAdd(dst, x.x);
+        atomicAdd(dst + 1, x.y);
+        atomicAdd(dst + 2, x.z);
+        atomicAdd(dst + 3, x.w);
 #endif
       });
     }

@@ -18,7 +18,7 @@ struct BackwardKernelParams {
 
   // Workspace (device, allocated per call on the stream).
   float* dout_dot_out = nullptr;  // D = rowsum(dO * O), (heads_q, rows_q)
-  float* dq_accum = nullptr;      // (heads_q, rows_q, head-dim tile), fp32, unscaled
+  float* dq_accum = nullptr;      // fp32, unscaled, in mma tile order (dq_accum_rows)
   int* dq_semaphore = nullptr;    // deterministic mode: (batch, heads_q, m_blocks)
   int m_blocks = 0;               // query blocks of the longest sequence
 };

@@ -47,7 +47,7 @@ void run_backward_shape(const BackwardKernelParams& call, cudaStream_t stream) {
   constexpr std::int64_t kAlign = 256;
   const auto aligned = [](std::int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; };
   const std::int64_t dot_bytes = aligned(p.rows_q * a.heads_q * 4);
-  const std::int64_t accum_bytes = aligned(p.rows_q * a.heads_q * kHeadDim * 4);
+  const std::int64_t accum_bytes = aligned(a.heads_q * dq_accum_rows(p) * kHeadDim * 4);
   const std::int64_t semaphore_bytes = p.deterministic ? aligned(std::int64_t{4} * a.batch * a.heads_q * p.m_blocks) : 0;
   const std::int64_t cleared_bytes = accum_bytes + semaphore_bytes;
   StreamWorkspace workspace(dot_bytes + cleared_bytes + kAlign, stream);
@@ -76,13 +76,14 @@ void run_backward_shape(const BackwardKernelParams& call, cudaStream_t stream) {
     check_cuda(cudaGetLastError(), "backward main kernel launch");
   }
 
-  constexpr int kElementwiseThreads = 256;
-  const std::int64_t dq_chunks = p.rows_q * a.heads_q * (a.head_dim / 8);
-  if (dq_chunks > 0) {
-    backward_dq_convert_kernel<kHeadDim, Element>
-        <<<blocks_for(dq_chunks, kElementwiseThreads), kElementwiseThreads, 0, stream>>>(p);
+  if (a.seq_q > 0 && a.batch > 0) {
+    constexpr int kConvertThreads = 128;
+    const dim3 grid(static_cast<unsigned>((a.seq_q + 15) / 16), static_cast<unsigned>(a.heads_q),
+                    static_cast<unsigned>(a.batch));
+    backward_dq_convert_kernel<kHeadDim, Element><<<grid, kConvertThreads, 0, stream>>>(p);
     check_cuda(cudaGetLastError(), "backward dq conversion launch");
   }
+  constexpr int kElementwiseThreads = 256;
   const std::int64_t key_chunks = p.rows_k * a.heads_kv * (a.head_dim / 8);
   if (a.cu_seqlens_k != nullptr && key_chunks > 0) {
     backward_zero_unused_keys_kernel<Element>
