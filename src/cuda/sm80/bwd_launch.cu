@@ -90,12 +90,8 @@ int shared_memory_limit(int device_index, std::string& reason) {
 }
 
 // The fastest variant of the tile within `limit` bytes of shared memory; -1 if none.
-// Measured on H200 at d = 256: the single-buffered variant 1 is 4-13 % faster than
-// variant 0 up to 4096 query rows (few query blocks per CTA) and 0.5-3 % slower beyond
-// (docs/perf-notes-backward.md, v6).
-int backward_variant(int tile, int limit, std::int64_t seq_q) {
-  const int fastest = tile == 256 && seq_q <= 4096 ? 1 : 0;
-  for (int variant = fastest; variant < kBackwardVariants; ++variant)
+int backward_variant(int tile, int limit) {
+  for (int variant = 0; variant < kBackwardVariants; ++variant)
     if (smem_bytes_of_tile(tile, variant, CompiledHeadDimTiles{}) <= limit) return variant;
   return -1;
 }
@@ -124,7 +120,7 @@ std::string backward_unsupported_reason(const BackwardParams& params, const deta
   }
   const int limit = shared_memory_limit(params.q.device_index, reason);
   if (limit < 0) return reason;
-  if (backward_variant(tile, limit, problem.seq_q) < 0)
+  if (backward_variant(tile, limit) < 0)
     return "q: the cuda backward for head_dim " + std::to_string(problem.head_dim) + " (tile " + std::to_string(tile) +
            ") needs at least " + std::to_string(smem_bytes_of_tile(tile, kBackwardVariants - 1, CompiledHeadDimTiles{})) +
            " bytes of shared memory per block; this device offers " + std::to_string(limit) +
@@ -146,7 +142,7 @@ void run_backward(const BackwardParams& params, const detail::Problem& problem, 
   const int tile = backward_tile(static_cast<int>(problem.head_dim));
   // Selection checked that a variant fits (unless the cap changed since).
   std::string reason;
-  const int variant = backward_variant(tile, shared_memory_limit(params.q.device_index, reason), problem.seq_q);
+  const int variant = backward_variant(tile, shared_memory_limit(params.q.device_index, reason));
   if (variant < 0) throw RuntimeError("tileflash: cuda backward: no tile fits the shared memory limit " + reason);
   if (problem.dtype == DType::float16) launch_tile<__half>(tile, variant, p, stream, CompiledHeadDimTiles{});
   else launch_tile<__nv_bfloat16>(tile, variant, p, stream, CompiledHeadDimTiles{});
