@@ -406,25 +406,16 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
   load_tile_async<kThreads>(s_v, GlobalTile<Element>{row_pointer<const Element>(a.v, b, span.k_row0 + n0, kv_head),
                                                      a.v.row_stride, rows_k_valid, a.head_dim});
 
-  // The query blocks walked, head by head of the group: (head, m_block) advanced by one step
-  // per iteration (a division by blocks_per_head per iteration cost ~20 instructions).
-  struct QueryBlock {
-    int head, m_block;
-  };
-  const auto next_query_block = [&](QueryBlock at) {
-    return ++at.m_block == m_end ? QueryBlock{at.head + 1, m_begin} : at;
-  };
-  auto load_query_block = [&](QueryBlock at, int buffer) {
-    const int head = at.head;
-    const int m0 = at.m_block * kBlockM;
+  auto load_query_block = [&](int iteration, int buffer) {
+    const int head = kv_head * group + iteration / blocks_per_head;
+    const int m0 = (m_begin + iteration % blocks_per_head) * kBlockM;
     const std::int64_t row = span.q_row0 + m0;
     load_tile_async<kThreads>(q_tile(buffer), GlobalTile<Element>{row_pointer<const Element>(a.q, b, row, head),
                                                                a.q.row_stride, span.seq_q - m0, a.head_dim});
     load_tile_async<kThreads>(do_tile(buffer), GlobalTile<Element>{row_pointer<const Element>(p.dout, b, row, head),
                                                                 p.dout.row_stride, span.seq_q - m0, a.head_dim});
   };
-  const QueryBlock first_block{kv_head * group, m_begin};
-  if (iterations > 0) load_query_block(first_block, 0);
+  if (iterations > 0) load_query_block(0, 0);
   ptx::cp_async_commit();
 
   const int warp = static_cast<int>(threadIdx.x / 32);
@@ -448,9 +439,9 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
   // A row that sees no key stores lse = -inf; it becomes +inf (P = 0) only where the values
   // are used, an iteration later, so no instruction here waits for the loads.
   float next_lse[kSdpMTiles][2], next_dot[kSdpMTiles][2];
-  const auto load_row_stats = [&](QueryBlock at) {
-    const int head = at.head;
-    const int m0 = at.m_block * kBlockM;
+  const auto load_row_stats = [&](int iteration) {
+    const int head = kv_head * group + iteration / blocks_per_head;
+    const int m0 = (m_begin + iteration % blocks_per_head) * kBlockM;
 #pragma unroll
     for (int mi = 0; mi < kSdpMTiles; ++mi)
 #pragma unroll
@@ -465,13 +456,12 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
         }
       }
   };
-  if (iterations > 0) load_row_stats(first_block);
+  if (iterations > 0) load_row_stats(0);
 
-  QueryBlock block = first_block;
-  for (int iteration = 0; iteration < iterations; ++iteration, block = next_query_block(block)) {
+  for (int iteration = 0; iteration < iterations; ++iteration) {
     const int buffer = Traits::kDoubleBuffer ? iteration & 1 : 0;
-    const int head = block.head, m_block = block.m_block;
-    const QueryBlock next_block = next_query_block(block);
+    const int head = kv_head * group + iteration / blocks_per_head;
+    const int m_block = m_begin + iteration % blocks_per_head;
     const int m0 = m_block * kBlockM;
 
     ptx::cp_async_wait<0>();
@@ -480,7 +470,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
     // Double-buffered, the next block's Q and dO load during this whole iteration (the other
     // buffer's last readers finished the previous iteration). The row statistics always do.
     if constexpr (Traits::kDoubleBuffer) {
-      if (iteration + 1 < iterations) load_query_block(next_block, buffer ^ 1);
+      if (iteration + 1 < iterations) load_query_block(iteration + 1, buffer ^ 1);
       ptx::cp_async_commit();
     }
     float row_lse[kSdpMTiles][2], row_dot[kSdpMTiles][2];
@@ -491,7 +481,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
         row_lse[mi][half] = next_lse[mi][half] == -INFINITY ? INFINITY : next_lse[mi][half];
         row_dot[mi][half] = next_dot[mi][half];
       }
-    if (iteration + 1 < iterations) load_row_stats(next_block);
+    if (iteration + 1 < iterations) load_row_stats(iteration + 1);
     const RowTile s_q = q_tile(buffer), s_do = do_tile(buffer);
 
     // S = Q K^T and dP = dO V^T on this warp's (kSdpRows x kSdpCols) tile.
@@ -627,7 +617,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
                                           scores_transposed_operand(s_ds), rows_transposed_operand(s_q));
     if constexpr (!Traits::kDoubleBuffer) {
       __syncthreads();  // every warp has read Q and dO: the one buffer can take the next block
-      if (iteration + 1 < iterations) load_query_block(next_block, 0);
+      if (iteration + 1 < iterations) load_query_block(iteration + 1, 0);
       ptx::cp_async_commit();
     }
 
@@ -655,19 +645,14 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
         p.deterministic ? p.dq_semaphore + (static_cast<std::int64_t>(b) * a.heads_q + head) * p.m_blocks + m_block
                         : nullptr;
     const auto for_each_dq_quad = [&](auto add) {
-      const auto each_quad = [&](auto tile_inside) {
 #pragma unroll
-        for (int mi = 0; mi < kDqMTiles; ++mi)
-          if (tile_inside(m0 + dq_row0 + 16 * mi))
+      for (int mi = 0; mi < kDqMTiles; ++mi)
+        if (m0 + dq_row0 + 16 * mi < span.seq_q)
 #pragma unroll
-            for (int ni = 0; ni < kDqNTiles; ++ni) {
-              const float* v = dq_acc.value[mi][ni];
-              add(dq_lane + mi * 16 * kHeadDim + ni * 128, make_float4(v[0], v[1], v[2], v[3]));
-            }
-      };
-      // Whole blocks without a branch between the adds, so they share one address register.
-      if (m0 + kBlockM <= span.seq_q) each_quad([](int) { return true; });
-      else each_quad([&](int row) { return row < span.seq_q; });
+          for (int ni = 0; ni < kDqNTiles; ++ni) {
+            const float* v = dq_acc.value[mi][ni];
+            add(dq_lane + mi * 16 * kHeadDim + ni * 128, make_float4(v[0], v[1], v[2], v[3]));
+          }
     };
     if (p.deterministic) {
       if (threadIdx.x == 0) wait_for_turn(semaphore, n_block);
