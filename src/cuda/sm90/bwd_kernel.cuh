@@ -315,30 +315,17 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       wgmma_fence();
       issue_key_products(scores, k_rows, q_tile);
       issue_key_products(dp, v_rows, dout_tile);
-      // Up to head dim 96 the block's row statistics are read into registers while the
-      // products run (loaded just before their use, their latency stood in front of the first
-      // FMA: 5 % of the stall samples at d = 128). At 128 the 32 registers would spill.
-      constexpr bool kStatsEarly = kHeadDim < 128;
-      const float* const lse = smem.lse(slot.stage);
-      const float* const dot = smem.dot(slot.stage);
-      float2 early_lse[kBlockM / 8], early_dot[kBlockM / 8];
-      const auto row_pair = [&](const float* stats, const float2 (&early)[kBlockM / 8], int ni) {
-        if constexpr (kStatsEarly) return early[ni];
-        else return *reinterpret_cast<const float2*>(stats + 8 * ni + pair);
-      };
-      if constexpr (kStatsEarly) {
-#pragma unroll
-        for (int ni = 0; ni < kBlockM / 8; ++ni) early_lse[ni] = *reinterpret_cast<const float2*>(lse + 8 * ni + pair);
-      }
       wgmma_wait<1>();
       pin_accumulators(scores);
 
       // P^T = exp2(s * scale * log2(e) - lse * log2(e)), one FMA and one exp2 per score.
       if (!inside_band)
         apply_band_mask_transposed(scores, w.mask, static_cast<std::int64_t>(w.key_begin) + key_row0, m0);
+      const float* const lse = smem.lse(slot.stage);
+      const float* const dot = smem.dot(slot.stage);
 #pragma unroll
       for (int ni = 0; ni < kBlockM / 8; ++ni) {
-        const float2 l = row_pair(lse, early_lse, ni);
+        const float2 l = *reinterpret_cast<const float2*>(lse + 8 * ni + pair);
 #pragma unroll
         for (int e = 0; e < 4; ++e)
           scores.value[0][ni][e] = ptx::exp2_approx(fmaf(scores.value[0][ni][e], scale_log2, -(e % 2 == 0 ? l.x : l.y)));
@@ -347,10 +334,6 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p_frag[kk]);
       issue_register_products(dv, p_frag, dout_tile);
-      if constexpr (kStatsEarly) {
-#pragma unroll
-        for (int ni = 0; ni < kBlockM / 8; ++ni) early_dot[ni] = *reinterpret_cast<const float2*>(dot + 8 * ni + pair);
-      }
 
       // dS^T = P^T (dP^T - D) with P^T as rounded for dV (as standard attention at this
       // precision does), so the fp32 P^T need not stay in registers.
@@ -362,7 +345,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         for (int j = 0; j < 4; ++j) {
           const int ni = 2 * kk + j / 2, e = 2 * (j % 2);
           const float2 prob = ptx::unpack2<Element>(p_frag[kk][j]);
-          const float2 d = row_pair(dot, early_dot, ni);
+          const float2 d = *reinterpret_cast<const float2*>(dot + 8 * ni + pair);
           dp.value[0][ni][e] = prob.x * (dp.value[0][ni][e] - d.x);
           dp.value[0][ni][e + 1] = prob.y * (dp.value[0][ni][e + 1] - d.y);
         }
