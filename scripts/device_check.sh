@@ -12,7 +12,8 @@
 #              (default "128:1:2048 64:0:8192"); PROFILE_DIRECTION bwd profiles the backward
 #   stalls     Nsight Compute warp-stall sampling per SASS instruction, one launch per STALL_CASES
 #              entry direction:path:d:causal:seq (path sm90, or sm80 forced); the source page goes to
-#              $OUT/stalls_<case>.csv (columns: address, SASS, samples by stall reason)
+#              $OUT/stalls_<case>.csv (columns: address, SASS, samples by stall reason); read it
+#              with scripts/stall_summary.py
 #   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grids
 #   python     the Python package (pip install ., CUDA for sm_90; build wheels carried in .whl
 #              when there is no internet) and tests/python, once per CPU kernel set of
