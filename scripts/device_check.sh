@@ -118,8 +118,11 @@ PY
     stalls)
       for case in ${STALL_CASES:-bwd:sm80:256:0:4096 bwd:sm80:128:0:4096 bwd:sm90:128:0:8192 fwd:sm90:64:0:8192}; do
         IFS=: read -r direction path d causal seq <<< "$case"
-        kernel=$([ "$direction" = bwd ] && { [ "$path" = sm80 ] && echo backward_main_kernel || echo backward_kernel; } ||
-          echo forward_kernel)
+        case $direction:$path in
+          bwd:sm80) kernel=backward_main_kernel ;;
+          bwd:*) kernel=backward_kernel ;;
+          *) kernel=forward_kernel ;;
+        esac
         name="stalls_${direction}_${path}_d${d}_c${causal}_s$seq"
         force=$([ "$path" = sm80 ] && echo 1 || echo 0)
         TILEFLASH_FORCE_SM80=$force timeout 200 ncu --clock-control none --kernel-name-base demangled \
