@@ -62,11 +62,18 @@ __device__ __forceinline__ Element* row_pointer(const sm80::SequenceTensor& t, i
 
 // The work tiles of a persistent launch, (row block, head, batch), in the order blocks
 // take them. Without a causal band every row block has the same work and row blocks of
-// one (batch, head) come together, sharing K/V in L2. With one, every head's heaviest row
-// blocks come first; blocks take them in serpentine rounds (block b takes tile b of even
-// rounds and tile G - 1 - b of odd ones), so the block that took the heaviest tile of a
-// round takes the lightest of the next, and the totals even out (a plain stride leaves
-// the first blocks ~10 % more work at d = 256, seq 16k).
+// one (batch, head) come together, sharing K/V in L2. With one, the heaviest row blocks
+// come first, in chunks of `heavy_chunk` row blocks: every head's top chunk, then every
+// head's next one, each head's rows of a chunk consecutive. Blocks take tiles in
+// serpentine rounds (block b takes tile b of even rounds and tile G - 1 - b of odd ones),
+// so the block that took the heaviest tile of a round takes the lightest of the next,
+// and the totals even out (a plain stride left the first blocks ~10 % more work at
+// d = 256, seq 16k). The chunks keep a round's tiles on few heads, so the tiles reading
+// one head's K/V run together and share it in L2: with one row block of every head per
+// round (seq 2k, 128 heads: 124 heads at once) each tile read its K/V from memory, ~1.1
+// GB at d = 128, longer than the products. Chunks of 8 rows: +15-24 % at seq 1k-2k (d =
+// 128, 256); beyond 64 row blocks per head, chunks of 4 (8 lost 1-2 % at 16k, where the
+// last rounds' chunks unbalance the blocks). Measured on the H200 (perf-notes-hopper.md).
 struct WorkTile {
   int m_block = 0, head = 0, batch = 0;
 };
@@ -74,6 +81,7 @@ struct WorkTile {
 struct PersistentTileOrder {
   int m_blocks = 0, heads = 0, batch = 0;
   bool heavy_first = false;
+  int heavy_chunk = 1;
 
   __device__ __forceinline__ std::int64_t count() const {
     return static_cast<std::int64_t>(m_blocks) * heads * batch;
@@ -86,10 +94,22 @@ struct PersistentTileOrder {
   __device__ __forceinline__ WorkTile at(std::int64_t t) const {
     WorkTile w;
     if (heavy_first) {
-      w.head = static_cast<int>(t % heads);
-      const std::int64_t rest = t / heads;
-      w.batch = static_cast<int>(rest % batch);
-      w.m_block = m_blocks - 1 - static_cast<int>(rest / batch);
+      // Full chunks from the top row block down, then the remainder of the lowest rows.
+      const std::int64_t heads_total = static_cast<std::int64_t>(heads) * batch;
+      const int full_chunks = m_blocks / heavy_chunk;
+      const std::int64_t full_tiles = full_chunks * heads_total * heavy_chunk;
+      std::int64_t head_index;
+      if (t < full_tiles) {
+        const std::int64_t chunk = t / (heads_total * heavy_chunk), within = t % (heads_total * heavy_chunk);
+        head_index = within / heavy_chunk;
+        w.m_block = m_blocks - 1 - static_cast<int>(chunk * heavy_chunk + within % heavy_chunk);
+      } else {
+        const int remainder = m_blocks - full_chunks * heavy_chunk;
+        head_index = (t - full_tiles) / remainder;
+        w.m_block = remainder - 1 - static_cast<int>((t - full_tiles) % remainder);
+      }
+      w.head = static_cast<int>(head_index % heads);
+      w.batch = static_cast<int>(head_index / heads);
     } else {
       w.m_block = static_cast<int>(t % m_blocks);
       const std::int64_t rest = t / m_blocks;
@@ -102,7 +122,8 @@ struct PersistentTileOrder {
 
 template <int kBlockM>
 __device__ __forceinline__ PersistentTileOrder forward_tile_order(const sm80::AttentionArgs& args) {
-  return {static_cast<int>((args.seq_q + kBlockM - 1) / kBlockM), args.heads_q, args.batch, args.window_right >= 0};
+  const int m_blocks = static_cast<int>((args.seq_q + kBlockM - 1) / kBlockM);
+  return {m_blocks, args.heads_q, args.batch, args.window_right >= 0, m_blocks > 64 ? 4 : 8};
 }
 
 }  // namespace tileflash::cuda

@@ -217,27 +217,37 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
       mask_scores(keys.end - 1);
       float correction[2];
       bool moved = softmax.exponentiate(scores, to_log2, correction);
-      scores_to_p();
+      // Waits for the P V product in flight, if any, releases the V slot it read, and
+      // turns the exponentiated scores into P.
+      bool output_in_flight = false;
+      RingPosition<kStages> output_slot;
+      const auto finish_output = [&] {
+        wgmma_wait<0>();
+        pin_accumulators(out);
+        if (output_in_flight) release(smem.v_empty(output_slot.stage));
+        scores_to_p();
+      };
+      if constexpr (!Tile::kOutputWaitAtNextTrip) finish_output();
       for (int n = keys.end - 2; n >= keys.begin; --n) {
-        const RingPosition<kStages> previous = slot;
+        if constexpr (Tile::kOutputWaitAtNextTrip) finish_output();
+        output_slot = slot;
+        output_in_flight = true;
         slot.advance();
         turns.wait();
         pin_accumulators(scores);
         issue_scores(slot);
         if (moved) softmax.rescale(out, correction);
         pin_accumulators(out);
-        issue_output(previous);
+        issue_output(output_slot);
         turns.pass();
         wgmma_wait<1>();  // the scores group, committed first, has completed
         pin_accumulators(scores);
         release(smem.k_empty(slot.stage));
         mask_scores(n);
         moved = softmax.exponentiate(scores, to_log2, correction);
-        wgmma_wait<0>();
-        pin_accumulators(out);
-        release(smem.v_empty(previous.stage));
-        scores_to_p();
+        if constexpr (!Tile::kOutputWaitAtNextTrip) finish_output();
       }
+      if constexpr (Tile::kOutputWaitAtNextTrip) finish_output();
       // Every Q K^T of this tile is complete: the producer may load the next tile's Q.
       release(smem.q_empty());
       if (moved) softmax.rescale(out, correction);

@@ -39,6 +39,14 @@ struct ForwardTile {
   // setmaxnreg: the producer needs few registers, the consumers hold S, P and O.
   static constexpr int kProducerRegisters = 40;
   static constexpr int kConsumerRegisters = 232;
+  // Where a consumer waits for its P V product. Written right after the softmax of the
+  // next scores, the wait ends up before that softmax: ptxas hoists wgmma.wait_group above
+  // the independent arithmetic of its basic block (CUDA 13.0 SASS), so the softmax never
+  // ran under the product. Waiting at the top of the next trip instead (another basic
+  // block) keeps them overlapped: +1-3.5 % at d = 128 and 256 from 4k keys, but -2-3 % at
+  // d = 64, where the exponentials load the special-function unit as much as the products
+  // load the tensor cores, so the overlap gains nothing (perf-notes-hopper.md, v8).
+  static constexpr bool kOutputWaitAtNextTrip = kHeadDim > 64;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
   static_assert(kSharedBytes <= 227 * 1024, "sm90 forward tile exceeds the shared memory of a block");
