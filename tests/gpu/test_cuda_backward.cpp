@@ -70,11 +70,22 @@ bool supported_on_gpu(AttentionCase& c) {
   return false;
 }
 
-// The kernel the selector must pick: the Hopper one on sm_90 for head dims up to 128
-// without the logit extras, else the Ampere-class one (deterministic mode, which these
-// cases do not use, stays there too).
+// Whether the build has a Hopper backward tile that holds head_dim.
+bool has_sm90_backward_tile(std::int64_t head_dim) {
+#ifdef TILEFLASH_TESTS_SM90_BACKWARD_TILES
+  for (int tile : {TILEFLASH_TESTS_SM90_BACKWARD_TILES})
+    if (tile >= head_dim) return true;
+#endif
+  static_cast<void>(head_dim);
+  return false;
+}
+
+// The kernel the selector must pick: the Hopper one on sm_90 where the build has a Hopper
+// backward tile for the head dim (up to 128) and no logit extras are used, else the
+// Ampere-class one (deterministic mode, which these cases do not use, stays there too).
 std::string expected_backward_kernel(const CaseConfig& c) {
-  return gpu::hopper_path_active() && !gpu::uses_logit_extras(c) && c.head_dim <= 128 ? "sm90" : "sm80";
+  return gpu::hopper_path_active() && !gpu::uses_logit_extras(c) && has_sm90_backward_tile(c.head_dim) ? "sm90"
+                                                                                                         : "sm80";
 }
 
 // dq, dk, dv of the GPU, of the same-precision standard attention and of the fp64
