@@ -96,6 +96,28 @@ TEST(CudaForward, EveryFeature) {
   });
 }
 
+// From 8192 query rows, head dims up to 64 take the Hopper forward's tall tile (192 rows,
+// three consumer warpgroups). Row counts that leave a partial last tile, GQA, causal with
+// seq_q != seq_k, a sliding window, both dtypes.
+TEST(CudaForward, TallTileFromLongSequences) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 700;
+  for (int variant = 0; variant < 3; ++variant) {
+    CaseConfig c = gpu::base_case(variant == 2 ? DType::float16 : DType::bfloat16, variant == 2 ? 40 : 64);
+    c.batch = 1;
+    c.heads_q = 2;
+    c.heads_kv = 1;
+    c.seq_q = 8200;
+    c.seq_k = variant == 1 ? 9001 : 8200;
+    c.causal = variant == 1;
+    if (variant == 2) {
+      c.window_left = 1000;
+      c.window_right = 0;
+    }
+    expect_gpu_matches_reference(c, ++seed);
+  }
+}
+
 // The tiles of sm_86/89/120 (99 KiB of shared memory per block) and of sm_80 (163 KiB),
 // run on this GPU under a cap: the plain path's base tiles are otherwise only used where
 // the device has less shared memory than the large ones need.

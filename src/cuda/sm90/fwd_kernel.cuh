@@ -325,9 +325,8 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   }
 }
 
-template <int kHeadDimTile, class Element>
-void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream) {
-  using Tile = ForwardTile<kHeadDimTile>;
+template <class Tile, class Element>
+void launch_forward_tile(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream) {
   const std::int64_t tiles = (args.seq_q + Tile::kBlockM - 1) / Tile::kBlockM * args.heads_q * args.batch;
   if (tiles == 0) return;
   ForwardTensorMaps maps;
@@ -340,6 +339,15 @@ void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs
   const std::int64_t blocks = tiles < geometry.multiprocessors ? tiles : geometry.multiprocessors;
   kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSharedBytes, stream>>>(maps, args);
   sm80::check_cuda(cudaGetLastError(), "launching the sm90 forward kernel");
+}
+
+template <int kHeadDimTile, class Element>
+void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream) {
+  if constexpr (kHeadDimTile <= 64) {
+    if (args.seq_q >= kTallTileMinRows)
+      return launch_forward_tile<ForwardTile<kHeadDimTile, 192>, Element>(geometry, args, stream);
+  }
+  launch_forward_tile<ForwardTile<kHeadDimTile>, Element>(geometry, args, stream);
 }
 
 }  // namespace tileflash::cuda::sm90

@@ -17,16 +17,22 @@ struct ForwardTensorMaps {
   CUtensorMap q, k, v;
 };
 
-// 128 query rows per block, 64 per consumer warpgroup. Key tiles of 128 rows up to head
-// dim 128 (S and O take 64 + 64 fp32 registers per thread), 64 above (O alone takes up
-// to 128). As many K/V slots as fit next to Q in 227 KiB, at most 3. Head-dim tiles are
+// kRowBlock query rows per block, 64 per consumer warpgroup. Key tiles of 128 rows up to
+// head dim 128 (S and O take 64 + 64 fp32 registers per thread), 80 above (O alone takes
+// up to 128). As many K/V slots as fit next to Q in 227 KiB, at most 3. Head-dim tiles are
 // multiples of 32 (wgmma N of the P V product); rows are stored as 64-column swizzle
 // atoms, the last one partly zero-filled by TMA when the tile is not a multiple of 64.
-template <int kHeadDimTile>
+// Up to head dim 64 a tall variant: 192 rows in three consumer warpgroups, whose 152
+// registers each (512 threads) hold S and P of 96 keys without spilling (of 128 keys,
+// ptxas spilled 48 bytes in the loop). Each K/V tile then feeds 1.5x the rows and a third
+// warpgroup's softmax fills the tensor cores' gaps: +11 % at 8k, +19 % at 16k, but less
+// at short sequences (-12 % at 1k: 192-row blocks leave more partial tiles and fewer
+// blocks), so launch_forward takes it from kTallTileMinRows query rows.
+template <int kHeadDimTile, int kRowBlock = 128>
 struct ForwardTile {
   static constexpr int kHeadDim = kHeadDimTile;
-  static constexpr int kBlockM = 128;
-  static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 80;
+  static constexpr int kBlockM = kRowBlock;
+  static constexpr int kBlockN = kRowBlock == 192 ? 96 : kHeadDim <= 128 ? 128 : 80;
   static constexpr int kStages = kHeadDim <= 64 ? 3 : 2;
   static constexpr int kConsumerWarpgroups = kBlockM / 64;
   static constexpr int kConsumerWarps = 4 * kConsumerWarpgroups;
@@ -38,7 +44,7 @@ struct ForwardTile {
   static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (2 + 4 * kStages);
   // setmaxnreg: the producer needs few registers, the consumers hold S, P and O.
   static constexpr int kProducerRegisters = 40;
-  static constexpr int kConsumerRegisters = 232;
+  static constexpr int kConsumerRegisters = kConsumerWarpgroups == 3 ? 152 : 232;
   // Where a consumer waits for its P V product. Written right after the softmax of the
   // next scores, the wait ends up before that softmax: ptxas hoists wgmma.wait_group above
   // the independent arithmetic of its basic block (CUDA 13.0 SASS), so the softmax never
@@ -49,10 +55,14 @@ struct ForwardTile {
   static constexpr bool kOutputWaitAtNextTrip = kHeadDim > 64;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
+  static_assert(kRowBlock == 128 || (kRowBlock == 192 && kHeadDim <= 64), "the tall tile is for head dims up to 64");
   static_assert(kSharedBytes <= 227 * 1024, "sm90 forward tile exceeds the shared memory of a block");
   static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumerWarpgroups <= 65536,
                 "register reallocation exceeds the register file");
 };
+
+// Query rows (the longest sequence's) from which head dims up to 64 take the tall tile.
+constexpr std::int64_t kTallTileMinRows = 8192;
 
 // What the tensor maps of one call are built from; the box sizes come from the tile.
 struct TensorMapGeometry {
