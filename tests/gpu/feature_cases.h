@@ -20,6 +20,20 @@ inline bool uses_logit_extras(const CaseConfig& c) {
          c.dropout_p > 0.0f || (c.softmax_scale && !(*c.softmax_scale > 0.0f));
 }
 
+// Cases made by changing one base case: add() appends a copy of `base` with `change`
+// applied.
+struct CaseVariants {
+  CaseConfig base;
+  std::vector<CaseConfig> cases;
+
+  template <class Change>
+  void add(Change change) {
+    CaseConfig c = base;
+    change(c);
+    cases.push_back(c);
+  }
+};
+
 // Two sequences of 37 queries against 577 keys, three heads: odd sizes that end inside tiles.
 inline CaseConfig base_case(DType dtype, std::int64_t head_dim) {
   CaseConfig c;
@@ -52,35 +66,30 @@ inline std::vector<CaseConfig> shape_grid_cases(DType dtype, const std::vector<s
 }
 
 inline std::vector<CaseConfig> shared_feature_cases(const CaseConfig& base) {
-  std::vector<CaseConfig> cases;
-  auto add = [&](auto change) {
-    CaseConfig c = base;
-    change(c);
-    cases.push_back(c);
-  };
+  CaseVariants variants{base, {}};
   const DType dtype = base.dtype;
-  add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.causal = true; });
-  add([](CaseConfig& c) { c.seq_q = 577; c.seq_k = 300; c.causal = true; });  // rows with no key
-  add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.window_left = 50; c.window_right = 10; });
-  add([](CaseConfig& c) { c.seq_q = 200; c.seq_k = 577; c.window_left = 70; c.causal = true; });
-  add([](CaseConfig& c) { c.bias = CaseConfig::Bias::full; });
-  add([&](CaseConfig& c) { c.bias = CaseConfig::Bias::per_head; c.bias_dtype = dtype; c.causal = true; });
-  add([](CaseConfig& c) { c.bias = CaseConfig::Bias::per_batch; c.seq_q = 100; });
-  add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_head; c.causal = true; });
-  add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_batch_head; });
-  add([](CaseConfig& c) { c.softcap = 5.0f; c.input_stddev = 3.0; });
-  add([](CaseConfig& c) { c.dropout_p = 0.17f; c.dropout_seed = 12345; c.dropout_offset = 0x100000007ull; });
-  add([](CaseConfig& c) { c.heads_q = 8; c.heads_kv = 2; c.causal = true; });
-  add([](CaseConfig& c) { c.heads_first = true; c.seq_q = 129; });
-  add([](CaseConfig& c) { c.softmax_scale = -0.3f; });
-  add([](CaseConfig& c) { c.seqlens_q = {37, 0, 577, 1, 100}; c.seqlens_k = {577, 5, 37, 0, 100}; });
-  add([](CaseConfig& c) {
+  variants.add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.causal = true; });
+  variants.add([](CaseConfig& c) { c.seq_q = 577; c.seq_k = 300; c.causal = true; });  // rows with no key
+  variants.add([](CaseConfig& c) { c.seq_q = c.seq_k = 577; c.window_left = 50; c.window_right = 10; });
+  variants.add([](CaseConfig& c) { c.seq_q = 200; c.seq_k = 577; c.window_left = 70; c.causal = true; });
+  variants.add([](CaseConfig& c) { c.bias = CaseConfig::Bias::full; });
+  variants.add([&](CaseConfig& c) { c.bias = CaseConfig::Bias::per_head; c.bias_dtype = dtype; c.causal = true; });
+  variants.add([](CaseConfig& c) { c.bias = CaseConfig::Bias::per_batch; c.seq_q = 100; });
+  variants.add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_head; c.causal = true; });
+  variants.add([](CaseConfig& c) { c.alibi = CaseConfig::Alibi::per_batch_head; });
+  variants.add([](CaseConfig& c) { c.softcap = 5.0f; c.input_stddev = 3.0; });
+  variants.add([](CaseConfig& c) { c.dropout_p = 0.17f; c.dropout_seed = 12345; c.dropout_offset = 0x100000007ull; });
+  variants.add([](CaseConfig& c) { c.heads_q = 8; c.heads_kv = 2; c.causal = true; });
+  variants.add([](CaseConfig& c) { c.heads_first = true; c.seq_q = 129; });
+  variants.add([](CaseConfig& c) { c.softmax_scale = -0.3f; });
+  variants.add([](CaseConfig& c) { c.seqlens_q = {37, 0, 577, 1, 100}; c.seqlens_k = {577, 5, 37, 0, 100}; });
+  variants.add([](CaseConfig& c) {
     c.seqlens_q = {300, 1, 64};
     c.seqlens_k = {257, 33, 64};
     c.causal = true;
     c.heads_first = true;
   });
-  add([&](CaseConfig& c) {  // everything at once
+  variants.add([&](CaseConfig& c) {  // everything at once
     c.seqlens_q = {129, 77, 1};
     c.seqlens_k = {200, 77, 40};
     c.heads_q = 6;
@@ -94,7 +103,7 @@ inline std::vector<CaseConfig> shared_feature_cases(const CaseConfig& base) {
     c.dropout_p = 0.3f;
     c.dropout_seed = 7;
   });
-  return cases;
+  return variants.cases;
 }
 
 }  // namespace tileflash::testing::gpu

@@ -128,20 +128,21 @@ TEST(CudaBackward, EveryFeature) {
     for (DType dtype : {DType::bfloat16, DType::float16})
       for (std::int64_t head_dim : {64, 80, 128, 256}) {
         const CaseConfig base = gpu::base_case(dtype, head_dim);
-        std::vector<CaseConfig> cases = gpu::shared_feature_cases(base);
-        auto add = [&](auto change) {
-          CaseConfig c = base;
-          change(c);
-          cases.push_back(c);
-        };
-        add([](CaseConfig& c) { c.seq_q = 300; c.seq_k = 1000; c.window_left = 0; c.window_right = 0; });  // keys no row sees
-        add([](CaseConfig& c) { c.dropout_p = 0.5f; c.dropout_seed = 99; c.causal = true; c.seq_q = 300; c.seq_k = 300; });
-        add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; c.seq_q = 1000; c.seq_k = 129; });
+        gpu::CaseVariants variants{base, gpu::shared_feature_cases(base)};
+        // Keys no row sees.
+        variants.add([](CaseConfig& c) { c.seq_q = 300; c.seq_k = 1000; c.window_left = 0; c.window_right = 0; });
+        variants.add([](CaseConfig& c) {
+          c.dropout_p = 0.5f;
+          c.dropout_seed = 99;
+          c.causal = true;
+          c.seq_q = c.seq_k = 300;
+        });
+        variants.add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; c.seq_q = 1000; c.seq_k = 129; });
         // Large logits. A recomputing backward takes P = exp(s - lse) from an fp32 S whose
         // rounding depends on the summation order (|s| ~ 1e4: ulp ~ 1e-3); with fp16's finer
         // mantissa that alone exceeds the tolerance for P near 1, so fp16 stops at |s| ~ 1e3.
-        add([&](CaseConfig& c) { c.input_stddev = dtype == DType::float16 ? 10.0 : 30.0; c.seq_q = 100; });
-        for (const CaseConfig& c : cases) expect_gpu_backward_matches_reference(c, ++seed);
+        variants.add([&](CaseConfig& c) { c.input_stddev = dtype == DType::float16 ? 10.0 : 30.0; c.seq_q = 100; });
+        for (const CaseConfig& c : variants.cases) expect_gpu_backward_matches_reference(c, ++seed);
       }
   });
 }
@@ -268,22 +269,21 @@ TEST(CudaBackward, SmallSharedMemoryVariants) {
       CaseConfig base = gpu::base_case(DType::bfloat16, head_dim);
       base.seq_q = 300;
       base.seq_k = 577;
-      std::vector<CaseConfig> cases;
-      auto add = [&](auto change) {
-        CaseConfig c = base;
-        change(c);
-        cases.push_back(c);
-      };
-      add([](CaseConfig& c) { c.heads_q = 6; c.heads_kv = 2; c.causal = true; c.window_left = 100; });
-      add([](CaseConfig& c) { c.seqlens_q = {129, 0, 77, 1}; c.seqlens_k = {200, 5, 77, 40}; c.causal = true; });
-      add([](CaseConfig& c) {
+      gpu::CaseVariants variants{base, {}};
+      variants.add([](CaseConfig& c) { c.heads_q = 6; c.heads_kv = 2; c.causal = true; c.window_left = 100; });
+      variants.add([](CaseConfig& c) {
+        c.seqlens_q = {129, 0, 77, 1};
+        c.seqlens_k = {200, 5, 77, 40};
+        c.causal = true;
+      });
+      variants.add([](CaseConfig& c) {
         c.bias = CaseConfig::Bias::per_head;
         c.alibi = CaseConfig::Alibi::per_head;
         c.softcap = 8.0f;
         c.dropout_p = 0.25f;
         c.dropout_seed = 11;
       });
-      for (const CaseConfig& c : cases) expect_gpu_backward_matches_reference(c, ++seed);
+      for (const CaseConfig& c : variants.cases) expect_gpu_backward_matches_reference(c, ++seed);
 
       CaseConfig config = base;
       config.causal = true;
@@ -328,17 +328,12 @@ TEST(CudaBackwardSanitizer, SmallGrid) {
     base.batch = 1;
     base.seq_q = 77;
     base.seq_k = 200;
-    std::vector<CaseConfig> cases;
-    auto add = [&](auto change) {
-      CaseConfig c = base;
-      change(c);
-      cases.push_back(c);
-    };
-    add([](CaseConfig&) {});
-    add([](CaseConfig& c) { c.causal = true; c.heads_q = 4; c.heads_kv = 2; });
-    add([](CaseConfig& c) { c.dropout_p = 0.2f; c.dropout_seed = 3; c.bias = CaseConfig::Bias::per_head; });
-    add([](CaseConfig& c) { c.seqlens_q = {37, 0, 64}; c.seqlens_k = {70, 5, 130}; c.window_left = 20; });
-    for (const CaseConfig& c : cases) expect_gpu_backward_matches_reference(c, ++seed);
+    gpu::CaseVariants variants{base, {}};
+    variants.add([](CaseConfig&) {});
+    variants.add([](CaseConfig& c) { c.causal = true; c.heads_q = 4; c.heads_kv = 2; });
+    variants.add([](CaseConfig& c) { c.dropout_p = 0.2f; c.dropout_seed = 3; c.bias = CaseConfig::Bias::per_head; });
+    variants.add([](CaseConfig& c) { c.seqlens_q = {37, 0, 64}; c.seqlens_k = {70, 5, 130}; c.window_left = 20; });
+    for (const CaseConfig& c : variants.cases) expect_gpu_backward_matches_reference(c, ++seed);
     CaseConfig deterministic = base;
     deterministic.causal = true;
     AttentionCase c(deterministic, ++seed);

@@ -72,27 +72,22 @@ TEST(CudaForward, EveryFeature) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 200;
   gpu::on_each_kernel_path([&] {
-  for (DType dtype : {DType::bfloat16, DType::float16})
-    for (std::int64_t head_dim : {64, 80, 128}) {
-      const CaseConfig base = gpu::base_case(dtype, head_dim);
-      std::vector<CaseConfig> cases = gpu::shared_feature_cases(base);
-      auto add = [&](auto change) {
-        CaseConfig c = base;
-        change(c);
-        cases.push_back(c);
-      };
-      add([](CaseConfig& c) { c.window_right = 0; c.window_left = 0; });
-      add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; });
-      add([](CaseConfig& c) { c.with_lse = false; });
-      // Large logits (~1e3 in bf16). In fp16 the fp32 sums of q.k then carry absolute
-      // errors near 1e-3, which the same-precision baseline meets only by the luck of its
-      // summation order, so fp16 takes logits ~1e2.
-      add([&](CaseConfig& c) {
-        c.input_stddev = dtype == DType::bfloat16 ? 30.0 : 8.0;
-        c.seq_q = 100;
-      });
-      for (const CaseConfig& c : cases) expect_gpu_matches_reference(c, ++seed);
-    }
+    for (DType dtype : {DType::bfloat16, DType::float16})
+      for (std::int64_t head_dim : {64, 80, 128}) {
+        const CaseConfig base = gpu::base_case(dtype, head_dim);
+        gpu::CaseVariants variants{base, gpu::shared_feature_cases(base)};
+        variants.add([](CaseConfig& c) { c.window_right = 0; c.window_left = 0; });
+        variants.add([](CaseConfig& c) { c.heads_q = 4; c.heads_kv = 1; });
+        variants.add([](CaseConfig& c) { c.with_lse = false; });
+        // Large logits (~1e3 in bf16). In fp16 the fp32 sums of q.k then carry absolute
+        // errors near 1e-3, which the same-precision baseline meets only by the luck of its
+        // summation order, so fp16 takes logits ~1e2.
+        variants.add([&](CaseConfig& c) {
+          c.input_stddev = dtype == DType::bfloat16 ? 30.0 : 8.0;
+          c.seq_q = 100;
+        });
+        for (const CaseConfig& c : variants.cases) expect_gpu_matches_reference(c, ++seed);
+      }
   });
 }
 
