@@ -1,0 +1,71 @@
+// The order in which the persistent Hopper forward's blocks take their work tiles. Plain
+// C++ (host and device), so the CPU tests check the mapping too.
+#pragma once
+
+#include <cstdint>
+
+#include "common/host_device.h"
+
+namespace tileflash::cuda {
+
+// The work tiles of a persistent launch, (row block, head, batch), in the order blocks
+// take them. Without a causal band every row block has the same work and row blocks of
+// one (batch, head) come together, sharing K/V in L2. With one, the heaviest row blocks
+// come first, in chunks of `heavy_chunk` row blocks: every head's top chunk, then every
+// head's next one, each head's rows of a chunk consecutive. Blocks take tiles in
+// serpentine rounds (block b takes tile b of even rounds and tile G - 1 - b of odd ones),
+// so the block that took the heaviest tile of a round takes the lightest of the next,
+// and the totals even out (a plain stride left the first blocks ~10 % more work at
+// d = 256, seq 16k). The chunks keep a round's tiles on few heads, so the tiles reading
+// one head's K/V run together and share it in L2: with one row block of every head per
+// round (seq 2k, 128 heads: 124 heads at once) each tile read its K/V from memory, ~1.1
+// GB at d = 128, longer than the products. Chunks of 8 rows: +15-24 % at seq 1k-2k (d =
+// 128, 256); beyond 64 row blocks per head, chunks of 4 (8 lost 1-2 % at 16k, where the
+// last rounds' chunks unbalance the blocks). Measured on the H200 (perf-notes-hopper.md).
+struct WorkTile {
+  int m_block = 0, head = 0, batch = 0;
+};
+
+struct PersistentTileOrder {
+  int m_blocks = 0, heads = 0, batch = 0;
+  bool heavy_first = false;
+  int heavy_chunk = 1;
+
+  TF_HOST_DEVICE std::int64_t count() const {
+    return static_cast<std::int64_t>(m_blocks) * heads * batch;
+  }
+  // The tile block `block` of `blocks` takes in round `round`; past the last tile (count()
+  // or more) in every later round too.
+  TF_HOST_DEVICE std::int64_t tile_of(std::int64_t round, int block, int blocks) const {
+    return round * blocks + (round % 2 == 0 ? block : blocks - 1 - block);
+  }
+  TF_HOST_DEVICE WorkTile at(std::int64_t t) const {
+    WorkTile w;
+    if (heavy_first) {
+      // Full chunks from the top row block down, then the remainder of the lowest rows.
+      const std::int64_t heads_total = static_cast<std::int64_t>(heads) * batch;
+      const int full_chunks = m_blocks / heavy_chunk;
+      const std::int64_t full_tiles = full_chunks * heads_total * heavy_chunk;
+      std::int64_t head_index;
+      if (t < full_tiles) {
+        const std::int64_t chunk = t / (heads_total * heavy_chunk), within = t % (heads_total * heavy_chunk);
+        head_index = within / heavy_chunk;
+        w.m_block = m_blocks - 1 - static_cast<int>(chunk * heavy_chunk + within % heavy_chunk);
+      } else {
+        const int remainder = m_blocks - full_chunks * heavy_chunk;
+        head_index = (t - full_tiles) / remainder;
+        w.m_block = remainder - 1 - static_cast<int>((t - full_tiles) % remainder);
+      }
+      w.head = static_cast<int>(head_index % heads);
+      w.batch = static_cast<int>(head_index / heads);
+    } else {
+      w.m_block = static_cast<int>(t % m_blocks);
+      const std::int64_t rest = t / m_blocks;
+      w.head = static_cast<int>(rest % heads);
+      w.batch = static_cast<int>(rest / heads);
+    }
+    return w;
+  }
+};
+
+}  // namespace tileflash::cuda

@@ -1,0 +1,86 @@
+// The persistent Hopper forward's tile order (src/cuda/common/persistent_tile_order.h),
+// checked on the CPU: every tile exactly once, the heaviest row blocks first in chunks of
+// one head's consecutive rows, and serpentine rounds that cover each round's tiles.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <set>
+#include <tuple>
+
+#include "cuda/common/persistent_tile_order.h"
+
+namespace tileflash::testing {
+namespace {
+
+using cuda::PersistentTileOrder;
+using cuda::WorkTile;
+
+TEST(PersistentTileOrder, TakesEveryTileOnce) {
+  for (const bool heavy_first : {false, true})
+    for (const int m_blocks : {1, 3, 8, 9, 17, 64, 130})
+      for (const auto& [heads, batch] : {std::pair{1, 1}, std::pair{3, 2}, std::pair{16, 8}})
+        for (const int chunk : {1, 4, 8}) {
+          const PersistentTileOrder order{m_blocks, heads, batch, heavy_first, chunk};
+          std::set<std::tuple<int, int, int>> seen;
+          for (std::int64_t t = 0; t < order.count(); ++t) {
+            const WorkTile w = order.at(t);
+            ASSERT_TRUE(w.m_block >= 0 && w.m_block < m_blocks && w.head >= 0 && w.head < heads && w.batch >= 0 &&
+                        w.batch < batch)
+                << "tile " << t << " of m_blocks " << m_blocks << " chunk " << chunk;
+            seen.insert({w.m_block, w.head, w.batch});
+          }
+          EXPECT_EQ(static_cast<std::int64_t>(seen.size()), order.count())
+              << "m_blocks " << m_blocks << " heads " << heads << " batch " << batch << " chunk " << chunk
+              << " heavy_first " << heavy_first;
+        }
+}
+
+// Without a band, one head's row blocks come together in ascending order.
+TEST(PersistentTileOrder, PlainOrderKeepsAHeadsRowsTogether) {
+  const PersistentTileOrder order{5, 3, 2, false, 8};
+  for (std::int64_t t = 0; t < order.count(); ++t) {
+    const WorkTile w = order.at(t);
+    EXPECT_EQ(w.m_block, t % 5);
+    EXPECT_EQ(w.head + 3 * w.batch, t / 5);
+  }
+}
+
+// With a band: chunks of `heavy_chunk` row blocks from the top down, every head's chunk
+// before the next chunk of any head; within a chunk one head's rows consecutive and
+// descending.
+TEST(PersistentTileOrder, HeavyFirstInChunksOfOneHead) {
+  for (const int m_blocks : {8, 9, 20, 64, 70}) {
+    const int chunk = 8, heads = 3, batch = 2;
+    const PersistentTileOrder order{m_blocks, heads, batch, true, chunk};
+    const auto chunk_of = [&](int m_block) { return (m_blocks - 1 - m_block) / chunk; };
+    for (std::int64_t t = 1; t < order.count(); ++t) {
+      const WorkTile before = order.at(t - 1), w = order.at(t);
+      ASSERT_LE(chunk_of(before.m_block), chunk_of(w.m_block)) << "m_blocks " << m_blocks << " tile " << t;
+      if (chunk_of(before.m_block) == chunk_of(w.m_block) && before.head == w.head && before.batch == w.batch)
+        EXPECT_EQ(w.m_block, before.m_block - 1) << "m_blocks " << m_blocks << " tile " << t;
+    }
+    // The first tiles are the first head's top chunk.
+    for (int i = 0; i < chunk && i < m_blocks; ++i) {
+      const WorkTile w = order.at(i);
+      EXPECT_EQ(w.m_block, m_blocks - 1 - i);
+      EXPECT_EQ(w.head, 0);
+      EXPECT_EQ(w.batch, 0);
+    }
+  }
+}
+
+TEST(PersistentTileOrder, SerpentineRoundsCoverEachRound) {
+  const PersistentTileOrder order{16, 8, 1, true, 8};
+  const int blocks = 12;
+  for (std::int64_t round = 0; round < 3; ++round) {
+    std::set<std::int64_t> tiles;
+    for (int b = 0; b < blocks; ++b) tiles.insert(order.tile_of(round, b, blocks));
+    EXPECT_EQ(*tiles.begin(), round * blocks);
+    EXPECT_EQ(*tiles.rbegin(), round * blocks + blocks - 1);
+    EXPECT_EQ(static_cast<int>(tiles.size()), blocks);
+  }
+  EXPECT_EQ(order.tile_of(1, 0, blocks), 2 * blocks - 1);  // block 0 takes the round's lightest tile
+}
+
+}  // namespace
+}  // namespace tileflash::testing
