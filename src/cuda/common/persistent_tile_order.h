@@ -19,9 +19,7 @@ namespace tileflash::cuda {
 // d = 256, seq 16k). The chunks keep a round's tiles on few heads, so the tiles reading
 // one head's K/V run together and share it in L2: with one row block of every head per
 // round (seq 2k, 128 heads: 124 heads at once) each tile read its K/V from memory, ~1.1
-// GB at d = 128, longer than the products. Chunks of 8 rows: +15-24 % at seq 1k-2k (d =
-// 128, 256); beyond 64 row blocks per head, chunks of 4 (8 lost 1-2 % at 16k, where the
-// last rounds' chunks unbalance the blocks). Measured on the H200 (perf-notes-hopper.md).
+// GB at d = 128, longer than the products (forward_tile_order picks the chunk size).
 struct WorkTile {
   int m_block = 0, head = 0, batch = 0;
 };
