@@ -81,7 +81,7 @@ bool has_sm90_backward_tile(std::int64_t head_dim) {
 }
 
 // The kernel the selector must pick: the Hopper one on sm_90 where the build has a Hopper
-// backward tile for the head dim (up to 128) and no logit extras are used, else the
+// backward tile for the head dim and no logit extras are used, else the
 // Ampere-class one (deterministic mode, which these cases do not use, stays there too).
 std::string expected_backward_kernel(const CaseConfig& c) {
   return gpu::hopper_path_active() && !gpu::uses_logit_extras(c) && has_sm90_backward_tile(c.head_dim) ? "sm90"
@@ -319,11 +319,11 @@ TEST(CudaBackward, SharedMemoryCapIsChecked) {
 }
 
 // A handful of small cases that cover every kernel path (plain and feature instantiations,
-// masked and unmasked tiles, GQA, varlen, both dQ modes), sized for compute-sanitizer.
+// masked and unmasked tiles, GQA, varlen, the three dQ modes), sized for compute-sanitizer.
 TEST(CudaBackwardSanitizer, SmallGrid) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 1500;
-  for (std::int64_t head_dim : {64, 128}) {
+  for (std::int64_t head_dim : {64, 128, 256}) {
     CaseConfig base = gpu::base_case(DType::bfloat16, head_dim);
     base.batch = 1;
     base.seq_q = 77;

@@ -259,17 +259,22 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
   const sm80::AttentionArgs& a = p.attn;
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int warp = static_cast<int>(threadIdx.x / 32) % 4;
-  const int key_row0 = 64 * consumer + 16 * warp;  // this warp's first key within the block
+  // This warpgroup's first key within the block and first dK/dV column.
+  const int key_base = Tile::kColumnSplit ? 0 : 64 * consumer;
+  const int col_base = Tile::kColumnSplit ? consumer * Tile::kOwnCols : 0;
+  const int key_row0 = key_base + 16 * warp;  // this warp's first key within the block
   const int pair = 2 * lane_in_group();
   const float scale_log2 = a.scale * kLog2e;
 
-  AccumulatorTile<1, kHeadDim / 8> dk, dv;
+  AccumulatorTile<1, Tile::kOwnCols / 8> dk, dv;
   dk.fill(0.0f);
   dv.fill(0.0f);
 
   if (w.iterations > 0) {
-    const std::uint32_t k_rows = ptx::smem_address(smem.k()) + 64 * consumer * 128;
-    const std::uint32_t v_rows = ptx::smem_address(smem.v()) + 64 * consumer * 128;
+    const std::uint32_t k_rows = ptx::smem_address(smem.k()) + key_base * 128;
+    const std::uint32_t v_rows = ptx::smem_address(smem.v()) + key_base * 128;
+    // The 64-column atoms of this warpgroup's columns in a Q or dO tile.
+    const std::uint32_t own_atoms = col_base / 64 * kBlockM * 128;
     const auto release = [&](std::uint64_t* barrier) {
       __syncwarp();
       if (lane == 0) mbarrier_arrive(barrier);
@@ -300,16 +305,16 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         }
         wgmma_commit();
       };
-      // acc (dV or dK of this warpgroup's keys) += P^T or dS^T from registers times the
-      // query block's dO or Q rows.
-      const auto issue_register_products = [&](AccumulatorTile<1, kHeadDim / 8>& acc,
+      // acc (dV or dK of this warpgroup's keys and columns) += P^T or dS^T from registers
+      // times the query block's dO or Q rows.
+      const auto issue_register_products = [&](AccumulatorTile<1, Tile::kOwnCols / 8>& acc,
                                                const std::uint32_t (&operand)[kBlockM / 16][4],
                                                std::uint32_t query_tile) {
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < kBlockM / 16; ++kk)
-          Wgmma<Element, kHeadDim>::rs(acc, operand[kk], n_major_descriptor(query_tile + kk * 16 * 128, kBlockM * 128),
-                                       1);
+          Wgmma<Element, Tile::kOwnCols>::rs(
+              acc, operand[kk], n_major_descriptor(query_tile + own_atoms + kk * 16 * 128, kBlockM * 128), 1);
         wgmma_commit();
       };
       wgmma_fence();
@@ -358,7 +363,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       // once warpgroup 0's products have read the buffer's previous contents: key row r
       // holds 64 queries; fragment word [kk][j] is columns 16 kk + 8 (j / 2) + pair of row
       // 8 (j % 2) + group. A warp's stores hit 32 distinct banks.
-      unsigned char* const ds_tile = smem.ds(ds_buffer);
+      unsigned char* const ds_tile = smem.ds(Tile::kColumnSplit ? consumer : ds_buffer);
       if constexpr (!Tile::kConsumersComputeDq) mbarrier_wait(smem.ds_empty(ds_buffer), ds_parity ^ 1u);
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk)
@@ -369,7 +374,39 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
           *reinterpret_cast<std::uint32_t*>(ds_tile + row * 128 + chunk * 16 + 2 * pair) = ds_frag[kk][j];
         }
       fence_async_shared();
-      if constexpr (Tile::kConsumersComputeDq) {
+      if constexpr (Tile::kColumnSplit) {
+        // This warpgroup's dQ columns over the block's 64 keys, from its own copy of dS^T
+        // once its four warps have written it (named barrier 1 + consumer), in two
+        // products: the second runs while the first's atomics drain.
+        named_barrier_sync(1 + consumer, 128);
+        constexpr int kWarpFloats = Tile::kDqCols / 8 * 32 * 4;
+        float* const dq_block = dq_accumulator_block<Tile>(p, w, iteration) + warp * kWarpFloats + 4 * lane;
+        const std::uint32_t ds_address = ptx::smem_address(ds_tile);
+        const std::uint32_t k_tile = ptx::smem_address(smem.k());
+        AccumulatorTile<1, Tile::kDqCols / 8> dq[Tile::kDqProducts];
+        const auto add_dq = [&](int j) {
+          float* const dst = dq_block + (col_base / Tile::kDqCols + j) * 64 * Tile::kDqCols;
+#pragma unroll
+          for (int i = 0; i < Tile::kDqCols / 8; ++i)
+            atomicAdd(reinterpret_cast<float4*>(dst + i * 32 * 4),
+                      make_float4(dq[j].value[0][i][0], dq[j].value[0][i][1], dq[j].value[0][i][2],
+                                  dq[j].value[0][i][3]));
+        };
+        issue_dq_product<Tile, Element>(dq[0], ds_address, k_tile + (col_base / 64) * kBlockN * 128);
+        wgmma_wait<0>();  // dV and dK have read this block's Q and dO too
+        pin_accumulators(dv);
+        pin_accumulators(dk);
+        pin_accumulators(dq[0]);
+        mbarrier_arrive(smem.rows_empty(slot.stage));
+#pragma unroll
+        for (int j = 1; j < Tile::kDqProducts; ++j) {
+          issue_dq_product<Tile, Element>(dq[j], ds_address, k_tile + (col_base / 64 + j) * kBlockN * 128);
+          add_dq(j - 1);
+          wgmma_wait<0>();
+          pin_accumulators(dq[j]);
+        }
+        add_dq(Tile::kDqProducts - 1);
+      } else if constexpr (Tile::kConsumersComputeDq) {
         // This warpgroup's dQ columns (atom `consumer` of K) over all 128 keys, once the
         // other warpgroup's dS^T rows are written too (named barrier 1, both warpgroups).
         named_barrier_sync(1, 256);
@@ -393,7 +430,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         mbarrier_arrive(smem.rows_empty(slot.stage));
       }
     }
-    if constexpr (Tile::kConsumersComputeDq)
+    if constexpr (Tile::kConsumersComputeDq && !Tile::kColumnSplit)
       if (lane == 0) bulk_wait_all();
   }
 
@@ -406,8 +443,8 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
     const int key = w.key_begin + key_row0 + 8 * h + lane_group();
     if (key >= w.seq.seq_k) continue;
 #pragma unroll
-    for (int ni = 0; ni < kHeadDim / 8; ++ni) {
-      const int col = 8 * ni + pair;
+    for (int ni = 0; ni < Tile::kOwnCols / 8; ++ni) {
+      const int col = col_base + 8 * ni + pair;
       if (col >= a.head_dim) continue;
       *reinterpret_cast<std::uint32_t*>(dk_base + key * p.dk.row_stride + col) =
           ptx::pack2<Element>(dk.value[0][ni][2 * h] * a.scale, dk.value[0][ni][2 * h + 1] * a.scale);

@@ -1,5 +1,5 @@
 // Host side of the Hopper backward: which calls it takes and the dispatch to the compiled
-// head-dim tile (64, 96 or 128; wider heads take the Ampere-class backward).
+// head-dim tile (64, 96, 128 or 256).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -29,7 +29,7 @@ constexpr int backward_tile(int head_dim) {
 std::string backward_unsupported_reason(const BackwardParams& params, const detail::Problem& problem) {
   if (backward_tile(static_cast<int>(problem.head_dim)) == 0)
     return "this build has no sm_90a backward tile for head_dim " + std::to_string(problem.head_dim) +
-           " (tiles 64, 96, 128)";
+           " (tiles 64, 96, 128, 256)";
   std::string reason = hopper_path_unsupported_reason(params, problem);
   if (!reason.empty()) return reason;
   if (params.deterministic) return "deterministic mode runs on the Ampere-class backward";
