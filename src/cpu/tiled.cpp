@@ -614,9 +614,21 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
     float* dv = dk + kBlockK * pd;
     const HeadRows dk_out = head_rows(params.dk, problem, seq, g, false);
     const HeadRows dv_out = head_rows(params.dv, problem, seq, g, false);
-    std::vector<float> dk_row(bf16 ? d : 0), dv_row(bf16 ? d : 0);
+    std::vector<float> dk_row(d), dv_row(d);
+    // fp32 operands: the kernel's fp32 dK/dV sums run over one query tile only and are
+    // folded into fp64 totals after each, so a key's gradient over thousands of query rows
+    // is not one fp32 chain (its rounding error would grow with the sequence, beyond that
+    // of a blocked matrix product; a 1000-row causal case exceeded the tolerance rule).
+    std::vector<double> totals(bf16 ? 0 : 2 * kBlockK * pd);
+    const auto fold_into_totals = [&] {
+      for (std::int64_t i = 0; i < 2 * kBlockK * pd; ++i) {
+        totals[i] += dk[i];
+        dk[i] = 0.0f;
+      }
+    };
     for (std::int64_t kt = chunk; kt < ceil_div(seq.seq_k, kBlockK); kt += chunks) {
       std::fill(dk, dk + 2 * kBlockK * pd, 0.0f);
+      std::fill(totals.begin(), totals.end(), 0.0);
       const std::int64_t col0 = kt * kBlockK;
       BackwardTileArgs a;
       BackwardTileBf16Args a16;
@@ -674,6 +686,7 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
             a.logits = logits;
             a.dq = dq;
             kernels.backward_tile(a);
+            fold_into_totals();
           }
         }
       }
@@ -688,8 +701,12 @@ void backward(const BackwardParams& params, const detail::Problem& problem, cons
           dk_out.store_row(col0 + j, d, dk_row.data());
           dv_out.store_row(col0 + j, d, dv_row.data());
         } else {
-          dk_out.store_row(col0 + j, d, dk + j * pd);
-          dv_out.store_row(col0 + j, d, dv + j * pd);
+          for (std::int64_t c = 0; c < d; ++c) {
+            dk_row[c] = static_cast<float>(totals[j * pd + c]);
+            dv_row[c] = static_cast<float>(totals[kBlockK * pd + j * pd + c]);
+          }
+          dk_out.store_row(col0 + j, d, dk_row.data());
+          dv_out.store_row(col0 + j, d, dv_row.data());
         }
       }
     }
