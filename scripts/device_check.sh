@@ -2,7 +2,8 @@
 # One call on the lent GPU machine for the CUDA kernels: build for sm_90 (the
 # Ampere-class kernels and the Hopper sm_90a ones), then the steps asked for. Logs go to
 # $OUT (the device tool's folder); the last lines printed are short tables.
-#   sass       registers, spills and the Hopper instructions (HGMMA, UTMALDG, UBLKRED) of the sm90 kernels
+#   sass       registers, spills, ptxas's wgmma serialisation messages and the Hopper instructions
+#              (HGMMA, UTMALDG, UBLKRED) of the sm90 kernels
 #   tests      the GPU tests of TEST_FILTER (default CudaForward*:CudaBackward*; both paths:
 #              the selector's pick and sm80 forced)
 #   timing     tileflash-bench on the ANCHORS grid, cuda (auto: sm90), cuda with sm80 forced
@@ -49,6 +50,10 @@ for step in $steps; do
     sass)
       grep -A2 -E "Compiling entry function '.*sm90.*(forward|backward)_kernel" "$OUT/build.log" | grep -E "registers|spill" |
         sort | uniq -c
+      # ptxas's own waits and serialised wgmma (C7515, C7517, C7518): any of them undoes a
+      # Hopper kernel's asynchronous products (perf-notes-hopper.md, after v10).
+      echo "ptxas wgmma messages (C751x): $(grep -cE 'C751[0-9]' "$OUT/build.log")"
+      grep -E "C751[0-9]" "$OUT/build.log" | sed 's/ in \(the \)\?function.*//' | sort | uniq -c
       for object in $build/src/cuda/CMakeFiles/tileflash_cuda_sm90.dir/generated/*.o; do
         cuobjdump --dump-sass "$object" > /tmp/kernel.sass 2>&1
         printf '%s: ' "$(basename "$object")"
