@@ -11,7 +11,7 @@
 # sanitizer), GD, GS, GDIR, REPS (the timed grid: head dims, seqs, fwd|bwd|fwd,bwd,
 # repetitions), FA2 (1 adds SDPA flash).
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 start=$(date +%s)
 stamp() { echo "== $(($(date +%s) - start)) s: $*"; }
 cat AB_REVISIONS 2>/dev/null
@@ -20,10 +20,11 @@ dims=${HD:-64;96;128;256}
    "-DTILEFLASH_HEAD_DIMS=$dims" -DTILEFLASH_BUILD_TESTS=OFF > /tmp/ab-old.log 2>&1 &&
  ninja -C /tmp/ab-old -j6 tileflash-bench >> /tmp/ab-old.log 2>&1 || { echo "OLD BUILD FAILED"; tail -30 /tmp/ab-old.log; }) &
 out=$OUT
-steps="tests ${STEPS:-}"
-[ "${TF:-}" = "-" ] && steps="sass ${STEPS:-}"  # device_check.sh with no step would run its defaults
+read -ra steps <<< "tests ${STEPS:-}"
+# device_check.sh with no step would run its defaults.
+[ "${TF:-}" = "-" ] && read -ra steps <<< "sass ${STEPS:-}"
 OUT=/tmp/ab-check TILEFLASH_HEAD_DIMS="$dims" TEST_FILTER="${TF:-CudaForward*:CudaBackward*}" \
-  bash scripts/device_check.sh $steps
+  bash scripts/device_check.sh "${steps[@]}"
 cp /tmp/ab-check/tests.log "$out/" 2>/dev/null
 for f in /tmp/ab-check/sanitizer_*.log; do [ -f "$f" ] && tail -30 "$f" > "$out/$(basename "$f")"; done
 grep -E "registers|spill" /tmp/ab-check/build.log | sort | uniq -c
