@@ -3,9 +3,8 @@
 # old/'s tileflash-bench while the new tree's GPU tests run (scripts/device_check.sh, both
 # kernel paths), then times new and old alternately, twice each, with cuDNN and (with FA2=1)
 # PyTorch SDPA flash once in the same call. Writes $OUT/ab.csv (new/old, new/cudnn, ...),
-# tests.log and the sanitizer logs, and prints the table, the registers/spills of the new
-# build and ptxas's messages about wgmma it serialised (C751x: any of them undoes a Hopper
-# kernel's asynchronous products).
+# tests.log and the sanitizer logs, and prints the table and device_check.sh's sass step
+# for the new build (registers, spills, ptxas's C751x wgmma messages).
 # Environment: HD (head-dim tiles built, default "64;96;128;256"), TF (test filter, default
 # CudaForward*:CudaBackward*; "-" skips the tests), STEPS (more device_check.sh steps, e.g.
 # sanitizer), GD, GS, GDIR, REPS (the timed grid: head dims, seqs, fwd|bwd|fwd,bwd,
@@ -20,16 +19,15 @@ dims=${HD:-64;96;128;256}
    "-DTILEFLASH_HEAD_DIMS=$dims" -DTILEFLASH_BUILD_TESTS=OFF > /tmp/ab-old.log 2>&1 &&
  ninja -C /tmp/ab-old -j6 tileflash-bench >> /tmp/ab-old.log 2>&1 || { echo "OLD BUILD FAILED"; tail -30 /tmp/ab-old.log; }) &
 out=$OUT
-read -ra steps <<< "tests ${STEPS:-}"
-# device_check.sh with no step would run its defaults.
-[ "${TF:-}" = "-" ] && read -ra steps <<< "sass ${STEPS:-}"
+# sass: registers, spills and ptxas's wgmma messages of the new build.
+steps=(sass)
+[ "${TF:-}" = "-" ] || steps+=(tests)
+read -ra more <<< "${STEPS:-}"
+steps+=("${more[@]}")
 OUT=/tmp/ab-check TILEFLASH_HEAD_DIMS="$dims" TEST_FILTER="${TF:-CudaForward*:CudaBackward*}" \
   bash scripts/device_check.sh "${steps[@]}"
 cp /tmp/ab-check/tests.log "$out/" 2>/dev/null
 for f in /tmp/ab-check/sanitizer_*.log; do [ -f "$f" ] && tail -30 "$f" > "$out/$(basename "$f")"; done
-grep -E "registers|spill" /tmp/ab-check/build.log | sort | uniq -c
-echo "ptxas wgmma messages (C751x): $(grep -cE 'C751[0-9]' /tmp/ab-check/build.log)"
-grep -E "C751[0-9]" /tmp/ab-check/build.log | sed 's/ in \(the \)\?function.*//' | sort | uniq -c
 stamp "new built and tested"
 wait
 stamp "old built"
