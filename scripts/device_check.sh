@@ -15,13 +15,17 @@
 #              entry direction:path:d:causal:seq (path sm90, or sm80 forced); the source page goes to
 #              $OUT/stalls_<case>.csv (columns: address, SASS, samples by stall reason); read it
 #              with scripts/stall_summary.py
+#   kernels    Nsight Compute's duration of every kernel of one call per KERNEL_CASES entry
+#              direction:d:causal:seq (default "bwd:64:1:1024 bwd:64:0:16384"), for tileflash
+#              (as selected) and cuDNN: what the launches around the main kernel cost
 #   sanitizer  compute-sanitizer memcheck, racecheck and synccheck on the small grids
 #   python     the Python package (pip install ., CUDA for sm_90; build wheels carried in .whl
 #              when there is no internet) and tests/python, once per CPU kernel set of
 #              PYTHON_ISAS (default "amx avx512"), with faulthandler tracebacks
-# Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [stalls] [sanitizer] [python]
+# Usage: scripts/device_check.sh [sass] [tests] [timing] [profile] [stalls] [kernels] [sanitizer] [python]
 #   (default: sass tests timing)
-# Environment: TILEFLASH_HEAD_DIMS (default "64;96;128;192;256"). GoogleTest: the system's, else
+# Environment: TILEFLASH_HEAD_DIMS (default "64;96;128;192;256"), BUILD_TARGETS (default
+# "tileflash_tests tileflash-bench"). GoogleTest: the system's, else
 # sources carried in .carry/googletest (ignored by git).
 set -uo pipefail
 OUT=${OUT:-/tmp/tileflash-device}
@@ -41,7 +45,7 @@ fi
 cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEFLASH_CUDA=ON -DTILEFLASH_CUDA_ARCHS=90 \
   "-DTILEFLASH_HEAD_DIMS=${TILEFLASH_HEAD_DIMS:-64;96;128;192;256}" $gtest_prefix -DCMAKE_CUDA_FLAGS=-Xptxas=-v \
   > "$OUT/build.log" 2>&1 &&
-  ninja -C $build -j16 tileflash_tests tileflash-bench >> "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
+  ninja -C $build -j16 ${BUILD_TARGETS:-tileflash_tests tileflash-bench} >> "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
 
 grid=(--dtype bf16 --head-dim "${GRID_HEAD_DIMS:-64,128,256}" --hidden 2048 --tokens 16384
       --seq "${GRID_SEQ:-1024,2048,4096,8192,16384}" --causal both --direction "${GRID_DIRECTION:-fwd}" --reps 20 --warmup 5)
@@ -136,6 +140,28 @@ PY
           --seq "$seq" --causal "$causal" --direction "$direction" --reps 1 --warmup 2 > /tmp/$name.log 2>&1
         ncu -i /tmp/$name.ncu-rep --page source --csv --print-source sass > "$OUT/$name.csv" 2> /tmp/$name.err
         echo "$name: $(wc -l < "$OUT/$name.csv") lines; $(grep -m1 -E "==ERROR==|error" /tmp/$name.log /tmp/$name.err)"
+      done
+      ;;
+    kernels)
+      for case in ${KERNEL_CASES:-bwd:64:1:1024 bwd:64:0:16384}; do
+        IFS=: read -r direction d causal seq <<< "$case"
+        for backend in cuda cudnn; do
+          name="kernels_${backend}_${direction}_d${d}_c${causal}_s$seq"
+          timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+            $build/bench/tileflash-bench --backends $backend --dtype bf16 --head-dim "$d" --hidden 2048 --tokens 16384 \
+            --seq "$seq" --causal "$causal" --direction "$direction" --reps 1 --warmup 1 > "$OUT/$name.csv" 2> /tmp/$name.err
+          echo "== $name (µs per kernel, in launch order)"
+          python3 - "$OUT/$name.csv" <<'PY'
+import csv, sys
+lines = [l for l in open(sys.argv[1]) if l.startswith('"')]
+for r in csv.DictReader(lines):
+    if r.get("Metric Name") == "gpu__time_duration.sum":
+        unit = r["Metric Unit"]
+        value = float(r["Metric Value"].replace(",", ""))
+        us = value / 1000 if unit == "nsecond" else value * 1000 if unit == "msecond" else value
+        print(f'{r["ID"]:>4} {us:9.1f}  {r["Kernel Name"][:110]}')
+PY
+        done
       done
       ;;
     sanitizer)

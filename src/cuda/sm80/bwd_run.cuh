@@ -35,6 +35,23 @@ class StreamWorkspace {
   cudaStream_t stream_;
 };
 
+// D = rowsum(dO * O) into p.dout_dot_out, and `cleared_bytes` (a multiple of 16) zeroed
+// from `cleared` on: backward_dot_kernel, with as many lanes per row as the head dim needs.
+template <class Element>
+void launch_backward_dot(const BackwardKernelParams& p, void* cleared, std::int64_t cleared_bytes,
+                         cudaStream_t stream) {
+  const std::int64_t rows = p.rows_q * p.attn.heads_q;
+  if (rows == 0 && cleared_bytes == 0) return;
+  const auto launch = [&](auto kernel, int lanes_per_row) {
+    const unsigned blocks = blocks_for(rows * lanes_per_row, kDotThreads);
+    kernel<<<blocks > 0 ? blocks : 1u, kDotThreads, 0, stream>>>(p, static_cast<float4*>(cleared), cleared_bytes / 16);
+  };
+  if (p.attn.head_dim <= 64) launch(backward_dot_kernel<Element, 8>, 8);
+  else if (p.attn.head_dim <= 128) launch(backward_dot_kernel<Element, 16>, 16);
+  else launch(backward_dot_kernel<Element, 32>, 32);
+  check_cuda(cudaGetLastError(), "backward rowsum(dO * O) launch");
+}
+
 template <int kHeadDim, class Element, int kVariant>
 void run_backward_shape(const BackwardKernelParams& call, cudaStream_t stream) {
   using Traits = BackwardKernelTraits<kHeadDim, Element, kVariant>;
@@ -54,16 +71,7 @@ void run_backward_shape(const BackwardKernelParams& call, cudaStream_t stream) {
   p.dout_dot_out = reinterpret_cast<float*>(workspace.data());
   p.dq_accum = reinterpret_cast<float*>(workspace.data() + dot_bytes);
   p.dq_semaphore = p.deterministic ? reinterpret_cast<int*>(workspace.data() + dot_bytes + accum_bytes) : nullptr;
-  if (cleared_bytes > 0)
-    check_cuda(cudaMemsetAsync(workspace.data() + dot_bytes, 0, static_cast<std::size_t>(cleared_bytes), stream),
-               "backward workspace clear");
-
-  constexpr int kDotWarpsPerBlock = 8;
-  const std::int64_t dot_rows = p.rows_q * a.heads_q;
-  if (dot_rows > 0) {
-    backward_dot_kernel<Element><<<blocks_for(dot_rows, kDotWarpsPerBlock), 32 * kDotWarpsPerBlock, 0, stream>>>(p);
-    check_cuda(cudaGetLastError(), "backward rowsum(dO * O) launch");
-  }
+  launch_backward_dot<Element>(p, workspace.data() + dot_bytes, cleared_bytes, stream);
 
   const std::int64_t key_blocks = (a.seq_k + Traits::kBlockN - 1) / Traits::kBlockN;
   if (key_blocks > 0 && a.batch > 0) {
