@@ -65,6 +65,21 @@ inline std::vector<CaseConfig> shape_grid_cases(DType dtype, const std::vector<s
   return cases;
 }
 
+// Cases where a persistent block's walk crosses from one tile to the next under every
+// kind of tile boundary: a causal band (tiles of different lengths), a window (tiles with
+// no rows), GQA, varlen sequences (tiles past a sequence's end) and seq_q != seq_k.
+inline std::vector<CaseConfig> persistent_walk_cases(DType dtype, std::int64_t head_dim) {
+  CaseConfig base = base_case(dtype, head_dim);
+  base.seq_q = 577;
+  base.seq_k = 1000;
+  CaseVariants variants{base, {base}};
+  variants.add([](CaseConfig& c) { c.causal = true; });
+  variants.add([](CaseConfig& c) { c.window_left = 60; c.window_right = 0; c.seq_q = c.seq_k = 1000; });
+  variants.add([](CaseConfig& c) { c.heads_q = 6; c.heads_kv = 2; c.causal = true; c.seq_q = 1000; });
+  variants.add([](CaseConfig& c) { c.seqlens_q = {37, 0, 577, 1, 300}; c.seqlens_k = {577, 5, 37, 0, 1000}; });
+  return variants.cases;
+}
+
 inline std::vector<CaseConfig> shared_feature_cases(const CaseConfig& base) {
   CaseVariants variants{base, {}};
   const DType dtype = base.dtype;

@@ -174,6 +174,12 @@ struct AmperePathOnly : ScopedEnvironment {
   AmperePathOnly() : ScopedEnvironment("TILEFLASH_FORCE_SM80", "1") {}
 };
 
+// The persistent Hopper forward with at most `blocks` blocks, so each walks several row
+// blocks even on a small problem.
+struct PersistentBlockCap : ScopedEnvironment {
+  explicit PersistentBlockCap(int blocks) : ScopedEnvironment("TILEFLASH_SM90_MAX_BLOCKS", std::to_string(blocks)) {}
+};
+
 // Whether the selector should pick the Hopper kernels here: an sm_90 device, a build
 // with sm_90a code (TILEFLASH_TESTS_WITH_SM90) and the Ampere-class path not forced.
 inline bool hopper_path_active() {

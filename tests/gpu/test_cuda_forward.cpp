@@ -68,6 +68,16 @@ TEST(CudaForward, ShapeGrid) {
   });
 }
 
+// The persistent Hopper forward with three blocks: each walks dozens of row blocks.
+TEST(CudaForward, PersistentBlocksWalkSeveralRowBlocks) {
+  SKIP_WITHOUT_GPU();
+  const gpu::PersistentBlockCap three_blocks(3);
+  std::uint64_t seed = 800;
+  for (DType dtype : {DType::bfloat16, DType::float16})
+    for (std::int64_t head_dim : {64, 80, 128, 256})
+      for (const CaseConfig& c : gpu::persistent_walk_cases(dtype, head_dim)) expect_gpu_matches_reference(c, ++seed);
+}
+
 TEST(CudaForward, EveryFeature) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 200;
@@ -195,6 +205,18 @@ std::string error_argument(const ForwardParams& host) {
     return e.argument();
   }
   return "";
+}
+
+// A malformed block cap is an error naming the variable, not a silent default.
+TEST(CudaForward, PersistentBlockCapIsChecked) {
+  SKIP_WITHOUT_GPU();
+  if (!gpu::hopper_path_active()) GTEST_SKIP() << "the cap applies to the Hopper forward only";
+  AttentionCase c(gpu::base_case(DType::bfloat16, 64), 510);
+  AttentionOutputs o = c.new_outputs();
+  for (const char* malformed : {"3x", "-1", "0", ""}) {
+    const gpu::ScopedEnvironment cap("TILEFLASH_SM90_MAX_BLOCKS", malformed);
+    EXPECT_EQ(error_argument(c.forward_params(o, Backend::cuda)), "TILEFLASH_SM90_MAX_BLOCKS") << '"' << malformed << '"';
+  }
 }
 
 TEST(CudaForward, RefusesWhatItCannotRun) {
