@@ -8,7 +8,8 @@
 # Environment: HD (head-dim tiles built, default "64;96;128;256"), TF (test filter, default
 # CudaForward*:CudaBackward*; "-" skips the tests), STEPS (more device_check.sh steps, e.g.
 # sanitizer), GD, GS, GDIR, REPS (the timed grid: head dims, seqs, fwd|bwd|fwd,bwd,
-# repetitions), FA2 (1 adds SDPA flash).
+# repetitions), FA2 (1 adds SDPA flash), FORCE_SM80 (1 times new and old on the Ampere-class
+# kernels, TILEFLASH_FORCE_SM80=1).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 start=$(date +%s)
@@ -33,12 +34,14 @@ wait
 stamp "old built"
 grid=(--dtype bf16 --head-dim "${GD:-64,128,256}" --hidden 2048 --tokens 16384 --seq "${GS:-1024,2048,4096,8192,16384}"
       --causal both --direction "${GDIR:-fwd}" --reps "${REPS:-15}" --warmup 5)
+[ "${FORCE_SM80:-0}" = 1 ] && export TILEFLASH_FORCE_SM80=1
 for rep in 1 2; do
   build-device/bench/tileflash-bench --backends cuda "${grid[@]}" --csv /tmp/ab-new$rep.csv > /tmp/ab-new$rep.log 2>&1 ||
     tail -5 /tmp/ab-new$rep.log
   /tmp/ab-old/bench/tileflash-bench --backends cuda "${grid[@]}" --csv /tmp/ab-old$rep.csv > /tmp/ab-old$rep.log 2>&1 ||
     tail -5 /tmp/ab-old$rep.log
 done
+unset TILEFLASH_FORCE_SM80
 build-device/bench/tileflash-bench --backends cudnn "${grid[@]}" --csv /tmp/ab-cudnn.csv > /tmp/ab-cudnn.log 2>&1 ||
   tail -5 /tmp/ab-cudnn.log
 rm -f /tmp/ab-fa2.csv
