@@ -317,8 +317,29 @@ __device__ __forceinline__ std::int64_t dq_accum_row0(const SequenceSpan& span, 
   return (span.q_packed0 + 16 * static_cast<std::int64_t>(b) + 15) / 16 * 16;
 }
 
-// dQ = scale * accumulator; one block per (16 query rows, head, sequence), one thread per
-// 8 columns of a row.
+// Eight columns of two rows of a dQ accumulator in mma register order: lanes 4g..4g+3
+// (`lanes`, 64 contiguous bytes) hold columns 2t, 2t+1 of row g in elements 0, 1 and of row
+// g + 8 in elements 2, 3. Each row is scaled, converted and written with one 16-byte store
+// (a null row is past the sequence).
+template <class Element>
+__device__ __forceinline__ void convert_accumulator_rows(const float4* lanes, float scale, Element* row_g,
+                                                         Element* row_g8) {
+  float4 x[4];
+#pragma unroll
+  for (int t = 0; t < 4; ++t) x[t] = __ldcs(lanes + t);  // read once
+  if (row_g != nullptr)
+    *reinterpret_cast<uint4*>(row_g) = make_uint4(
+        ptx::pack2<Element>(x[0].x * scale, x[0].y * scale), ptx::pack2<Element>(x[1].x * scale, x[1].y * scale),
+        ptx::pack2<Element>(x[2].x * scale, x[2].y * scale), ptx::pack2<Element>(x[3].x * scale, x[3].y * scale));
+  if (row_g8 != nullptr)
+    *reinterpret_cast<uint4*>(row_g8) = make_uint4(
+        ptx::pack2<Element>(x[0].z * scale, x[0].w * scale), ptx::pack2<Element>(x[1].z * scale, x[1].w * scale),
+        ptx::pack2<Element>(x[2].z * scale, x[2].w * scale), ptx::pack2<Element>(x[3].z * scale, x[3].w * scale));
+}
+
+// dQ = scale * accumulator; one block per (16 query rows, head, sequence). An item is 8
+// columns of rows g and g + 8 (convert_accumulator_rows): a warp's items read 2 KiB in one
+// piece.
 template <int kHeadDim, class Element>
 __global__ void backward_dq_convert_kernel(const BackwardKernelParams p) {
   const AttentionArgs& a = p.attn;
@@ -328,19 +349,13 @@ __global__ void backward_dq_convert_kernel(const BackwardKernelParams p) {
   if (row0 >= span.seq_q) return;
   const float* const block = p.dq_accum + (head * dq_accum_rows(p) + dq_accum_row0(span, b) + row0) * kHeadDim;
   const int tiles = (a.head_dim + 7) / 8;
-  for (int item = static_cast<int>(threadIdx.x); item < 16 * tiles; item += static_cast<int>(blockDim.x)) {
-    const int r = item / tiles, tile = item % tiles;
-    if (row0 + r >= span.seq_q) break;
-    // Row r is row g = r % 8 of half r / 8 in the tile's lanes 4g..4g+3.
-    const float* const lane0 = block + tile * 128 + 16 * (r % 8) + 2 * (r / 8);
-    std::uint32_t packed[4];
-#pragma unroll
-    for (int t = 0; t < 4; ++t) {
-      const float2 pair = *reinterpret_cast<const float2*>(lane0 + 4 * t);
-      packed[t] = ptx::pack2<Element>(pair.x * a.scale, pair.y * a.scale);
-    }
-    *reinterpret_cast<uint4*>(row_pointer<Element>(p.dq, b, span.q_row0 + row0 + r, head) + tile * 8) =
-        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  const int rows_valid = span.seq_q - row0;
+  for (int item = static_cast<int>(threadIdx.x); item < 8 * tiles; item += static_cast<int>(blockDim.x)) {
+    const int g = item % 8, tile = item / 8;
+    Element* const row = row_pointer<Element>(p.dq, b, span.q_row0 + row0 + g, head) + tile * 8;
+    convert_accumulator_rows<Element>(reinterpret_cast<const float4*>(block + tile * 128 + 16 * g), a.scale,
+                                      g < rows_valid ? row : nullptr,
+                                      g + 8 < rows_valid ? row + 8 * p.dq.row_stride : nullptr);
   }
 }
 

@@ -85,7 +85,7 @@ void run_backward_shape(const BackwardKernelParams& call, cudaStream_t stream) {
   }
 
   if (a.seq_q > 0 && a.batch > 0) {
-    constexpr int kConvertThreads = 128;
+    constexpr int kConvertThreads = kHeadDim;  // one per item: 8 columns of two rows
     const dim3 grid(static_cast<unsigned>((a.seq_q + 15) / 16), static_cast<unsigned>(a.heads_q),
                     static_cast<unsigned>(a.batch));
     backward_dq_convert_kernel<kHeadDim, Element><<<grid, kConvertThreads, 0, stream>>>(p);

@@ -495,10 +495,10 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
 // dQ = scale * accumulator, in the output dtype: one block per (query block, head,
 // sequence). An item is 8 columns of rows r and r + 8 of a 16-row group: in the
 // accumulator's register order (bwd_launch.h) those are the 64 contiguous bytes of lanes
-// 4 (r % 8) .. 4 (r % 8) + 3 of one column group, so a warp reads 2 KiB in one piece and
-// writes each row's 16 bytes in one store (the reads alone were coalesced before, the
-// stores were 4 bytes apiece: 90 us at d = 64, 16k rows x 32 heads on H100, where cuDNN's
-// conversion takes 74).
+// 4 (r % 8) .. 4 (r % 8) + 3 of one column group (sm80::convert_accumulator_rows), so a warp
+// reads 2 KiB in one piece and writes each row's 16 bytes in one store (the stores were 4
+// bytes apiece before: 90 us at d = 64, 16k rows x 32 heads on H100; cuDNN's conversion
+// takes 74).
 template <class Tile, class Element>
 __global__ void backward_dq_convert_kernel(const sm80::BackwardKernelParams p) {
   constexpr int kBlockM = Tile::kBlockM, kDqCols = Tile::kDqCols;
@@ -514,24 +514,12 @@ __global__ void backward_dq_convert_kernel(const sm80::BackwardKernelParams p) {
     const int g = item % 8, group = item / 8 % kColumnGroups, row_group = item / (8 * kColumnGroups);
     const int region = group / (kDqCols / 8), group_in_region = group % (kDqCols / 8);
     if (8 * group >= a.head_dim) continue;
-    const float4* const lanes = reinterpret_cast<const float4*>(
-        block + region * kBlockM * kDqCols + row_group * 16 * kDqCols + group_in_region * 128 + 16 * g);
-    float4 x[4];
-#pragma unroll
-    for (int t = 0; t < 4; ++t) x[t] = __ldcs(lanes + t);  // read once
     const int row = 16 * row_group + g;
-    if (row < rows_valid)
-      *reinterpret_cast<uint4*>(row_pointer<Element>(p.dq, batch, seq.q_begin + m0 + row, head) + 8 * group) =
-          make_uint4(ptx::pack2<Element>(x[0].x * a.scale, x[0].y * a.scale),
-                     ptx::pack2<Element>(x[1].x * a.scale, x[1].y * a.scale),
-                     ptx::pack2<Element>(x[2].x * a.scale, x[2].y * a.scale),
-                     ptx::pack2<Element>(x[3].x * a.scale, x[3].y * a.scale));
-    if (row + 8 < rows_valid)
-      *reinterpret_cast<uint4*>(row_pointer<Element>(p.dq, batch, seq.q_begin + m0 + row + 8, head) + 8 * group) =
-          make_uint4(ptx::pack2<Element>(x[0].z * a.scale, x[0].w * a.scale),
-                     ptx::pack2<Element>(x[1].z * a.scale, x[1].w * a.scale),
-                     ptx::pack2<Element>(x[2].z * a.scale, x[2].w * a.scale),
-                     ptx::pack2<Element>(x[3].z * a.scale, x[3].w * a.scale));
+    Element* const dst = row_pointer<Element>(p.dq, batch, seq.q_begin + m0 + row, head) + 8 * group;
+    sm80::convert_accumulator_rows<Element>(
+        reinterpret_cast<const float4*>(block + region * kBlockM * kDqCols + row_group * 16 * kDqCols +
+                                        group_in_region * 128 + 16 * g),
+        a.scale, row < rows_valid ? dst : nullptr, row + 8 < rows_valid ? dst + 8 * p.dq.row_stride : nullptr);
   }
 }
 
