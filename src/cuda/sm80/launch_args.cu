@@ -75,14 +75,19 @@ int device_shared_memory_per_block() {
   int bytes = 0;
   check_cuda(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
              "querying the device's shared memory per block");
-  const char* cap = std::getenv(kSharedMemoryCapVariable);
-  if (cap == nullptr) return bytes;
+  const long long cap = positive_environment_value(kSharedMemoryCapVariable, "bytes", bytes);
+  return static_cast<int>(std::min<long long>(cap, bytes));
+}
+
+long long positive_environment_value(const char* variable, const char* unit, long long unset) {
+  const char* text = std::getenv(variable);
+  if (text == nullptr) return unset;
   char* end = nullptr;
   errno = 0;
-  const long long value = std::strtoll(cap, &end, 10);
-  if (end == cap || *end != '\0' || errno != 0 || value <= 0)
-    throw Error(kSharedMemoryCapVariable, std::string("must be a positive number of bytes, got \"") + cap + "\"");
-  return static_cast<int>(std::min<long long>(value, bytes));
+  const long long value = std::strtoll(text, &end, 10);
+  if (end == text || *end != '\0' || errno != 0 || value <= 0)
+    throw Error(variable, std::string("must be a positive number of ") + unit + ", got \"" + text + "\"");
+  return value;
 }
 
 std::string alignment_unsupported_reason(const ForwardParams& params, const detail::Problem& problem) {

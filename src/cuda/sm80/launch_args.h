@@ -69,6 +69,10 @@ void check_device_seqlens(const ForwardParams& params, const detail::Problem& pr
 
 AttentionArgs make_attention_args(const ForwardParams& params, const detail::Problem& problem);
 
+// The positive integer in environment variable `variable`, or `unset` when it is not set;
+// anything else is an Error naming the variable ("must be a positive number of <unit>").
+long long positive_environment_value(const char* variable, const char* unit, long long unset);
+
 // The shared memory a block of the current device may opt into, lowered to the
 // environment variable TILEFLASH_SMEM_LIMIT_BYTES when set, so one large GPU runs (and
 // tests) the tiles of smaller ones (sm_86/89/120: 99 KiB). Read at every launch.

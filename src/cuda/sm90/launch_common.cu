@@ -5,7 +5,7 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -119,14 +119,9 @@ TensorMapGeometry tensor_map_geometry(const ForwardParams& params, const detail:
   // Fewer persistent blocks (the forward's) than multiprocessors make each block walk
   // several tiles even on small problems: what the tests use to reach the hand-over between
   // tiles.
-  if (const char* cap = std::getenv(kPersistentBlocksVariable)) {
-    char* end = nullptr;
-    errno = 0;
-    const long long value = std::strtoll(cap, &end, 10);
-    if (end == cap || *end != '\0' || errno != 0 || value <= 0)
-      throw Error(kPersistentBlocksVariable, std::string("must be a positive number of blocks, got \"") + cap + "\"");
-    if (value < geometry.multiprocessors) geometry.multiprocessors = static_cast<int>(value);
-  }
+  geometry.multiprocessors = static_cast<int>(std::min<long long>(
+      sm80::positive_environment_value(kPersistentBlocksVariable, "blocks", geometry.multiprocessors),
+      geometry.multiprocessors));
   return geometry;
 }
 
