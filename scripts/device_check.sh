@@ -156,10 +156,11 @@ import csv, sys
 lines = [l for l in open(sys.argv[1]) if l.startswith('"')]
 for r in csv.DictReader(lines):
     if r.get("Metric Name") == "gpu__time_duration.sum":
-        unit = r["Metric Unit"]
-        value = float(r["Metric Value"].replace(",", ""))
-        us = value / 1000 if unit == "nsecond" else value * 1000 if unit == "msecond" else value
-        print(f'{r["ID"]:>4} {us:9.1f}  {r["Kernel Name"][:110]}')
+        # ncu writes ns, us or ms (or their long names) depending on the version.
+        to_us = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+        value, unit = float(r["Metric Value"].replace(",", "")), r["Metric Unit"]
+        shown = f"{value * to_us[unit]:9.1f}" if unit in to_us else f"{value:g} {unit}"
+        print(f'{r["ID"]:>4} {shown}  {r["Kernel Name"][:110]}')
 PY
         done
       done

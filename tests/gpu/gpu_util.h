@@ -176,8 +176,9 @@ struct AmperePathOnly : ScopedEnvironment {
 
 // The persistent Hopper forward with at most `blocks` blocks, so each walks several row
 // blocks even on a small problem.
+constexpr const char* kPersistentBlocksVariable = "TILEFLASH_SM90_MAX_BLOCKS";
 struct PersistentBlockCap : ScopedEnvironment {
-  explicit PersistentBlockCap(int blocks) : ScopedEnvironment("TILEFLASH_SM90_MAX_BLOCKS", std::to_string(blocks)) {}
+  explicit PersistentBlockCap(int blocks) : ScopedEnvironment(kPersistentBlocksVariable, std::to_string(blocks)) {}
 };
 
 // Whether the selector should pick the Hopper kernels here: an sm_90 device, a build

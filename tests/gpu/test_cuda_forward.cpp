@@ -214,8 +214,9 @@ TEST(CudaForward, PersistentBlockCapIsChecked) {
   AttentionCase c(gpu::base_case(DType::bfloat16, 64), 510);
   AttentionOutputs o = c.new_outputs();
   for (const char* malformed : {"3x", "-1", "0", ""}) {
-    const gpu::ScopedEnvironment cap("TILEFLASH_SM90_MAX_BLOCKS", malformed);
-    EXPECT_EQ(error_argument(c.forward_params(o, Backend::cuda)), "TILEFLASH_SM90_MAX_BLOCKS") << '"' << malformed << '"';
+    const gpu::ScopedEnvironment cap(gpu::kPersistentBlocksVariable, malformed);
+    EXPECT_EQ(error_argument(c.forward_params(o, Backend::cuda)), gpu::kPersistentBlocksVariable)
+        << '"' << malformed << '"';
   }
 }
 

@@ -253,8 +253,6 @@ __device__ __forceinline__ Element* row_pointer(const SequenceTensor& t, std::in
 // ---------------------------------------------------------------------------------------
 // The (batch, row) of packed query row `row` for a padded batch; varlen rows are addressed
 // directly (batch stride 0).
-constexpr int kDotThreads = 256;
-
 struct PackedRow {
   std::int64_t batch, row;
 };
@@ -269,6 +267,7 @@ __device__ __forceinline__ PackedRow unpack_row(const AttentionArgs& a, std::int
 // memory: one launch keeps the row loads and the zero stores in flight together, where a
 // memset before a warp-per-row kernel left most lanes idle (H100: 133 us for D alone at
 // d = 64 and 16k rows x 32 heads, 1.0 TB/s).
+constexpr int kDotThreads = 256;
 template <class Element, int kLanesPerRow>
 __global__ void __launch_bounds__(kDotThreads)
     backward_dot_kernel(const BackwardKernelParams p, float4* cleared, std::int64_t cleared_vectors) {
