@@ -72,6 +72,10 @@ struct BackwardSharedMemory {
   }
 };
 
+// Named barrier of the two consumer warpgroups before the dK/dV staging (ids 1 and 2 sync
+// them inside the loop).
+constexpr int kEpilogueBarrier = 3;
+
 // What warpgroup 0 and the consumers of one block derive alike from its coordinates:
 // the sequence, and the query blocks (of every query head of the kv head's group) whose
 // band reaches the block's keys, walked as iterations head-major.
@@ -246,7 +250,9 @@ __device__ __forceinline__ void load_and_reduce_dq(const BackwardTensorMaps& map
       reduce_dq_rows<kDqCols, Tile::kDqStages - 1>(dq, smem.dq_stage(iteration % Tile::kDqStages) + warp * kWarpFloats,
                                                    dq_accumulator_block<Tile>(p, w, iteration) + warp * kWarpFloats);
     }
-    if (lane == 0) bulk_wait_all();
+    // Only the reads of the staging must finish before the block exits; the additions
+    // themselves complete before the kernel does, ahead of the conversion kernel.
+    if (lane == 0) bulk_wait_read<0>();
   }
 }
 
@@ -431,26 +437,48 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       }
     }
     if constexpr (Tile::kConsumersComputeDq && !Tile::kColumnSplit)
-      if (lane == 0) bulk_wait_all();
+      if (lane == 0) bulk_wait_read<0>();  // as in warpgroup 0: only the staging must be read before exit
   }
 
-  // dK = scale * sum dS^T Q, dV = sum P^T dO, straight from registers; key rows past the
-  // sequence and head-dim columns past head_dim (zero-filled by TMA) are not written.
-  Element* const dk_base = row_pointer<Element>(p.dk, w.batch, w.seq.k_begin, w.kv_head);
-  Element* const dv_base = row_pointer<Element>(p.dv, w.batch, w.seq.k_begin, w.kv_head);
+  // dK = scale * sum dS^T Q and dV = sum P^T dO leave through shared memory: each warp
+  // stages its 16 key rows, then writes them back as 16-byte row chunks that fill whole
+  // sectors (4-byte stores straight from the fragments took 2.5-3 us per block on H100,
+  // a tenth of a 1k-token block). The staging space, V and the Q/dO ring, is free once
+  // both consumers' last products have read it (named barrier kEpilogueBarrier); warpgroup
+  // 0's last dQ product reads only K and dS^T. Key rows past the sequence and head-dim
+  // columns past head_dim (zero-filled by TMA) are not written.
+  named_barrier_sync(kEpilogueBarrier, 128 * Tile::kConsumerWarpgroups);
+  constexpr int kRows = 16, kChunks = Tile::kOwnCols / 8;
+  constexpr int kPitch = Tile::kOwnCols * 2 + 16;  // the padding keeps the fragment stores conflict-free
+  static_assert(Tile::kConsumerWarps * 2 * kRows * kPitch <= Tile::kKVBytes + 2 * Tile::kStages * Tile::kRowBytes,
+                "the dK/dV staging must fit in V and the Q/dO ring");
+  unsigned char* const dk_stage = smem.v() + (4 * consumer + warp) * 2 * kRows * kPitch;
+  unsigned char* const dv_stage = dk_stage + kRows * kPitch;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int key = w.key_begin + key_row0 + 8 * h + lane_group();
-    if (key >= w.seq.seq_k) continue;
+    const int offset = (8 * h + lane_group()) * kPitch + 2 * pair;
 #pragma unroll
     for (int ni = 0; ni < Tile::kOwnCols / 8; ++ni) {
-      const int col = col_base + 8 * ni + pair;
-      if (col >= a.head_dim) continue;
-      *reinterpret_cast<std::uint32_t*>(dk_base + key * p.dk.row_stride + col) =
+      *reinterpret_cast<std::uint32_t*>(dk_stage + offset + 16 * ni) =
           ptx::pack2<Element>(dk.value[0][ni][2 * h] * a.scale, dk.value[0][ni][2 * h + 1] * a.scale);
-      *reinterpret_cast<std::uint32_t*>(dv_base + key * p.dv.row_stride + col) =
+      *reinterpret_cast<std::uint32_t*>(dv_stage + offset + 16 * ni) =
           ptx::pack2<Element>(dv.value[0][ni][2 * h], dv.value[0][ni][2 * h + 1]);
     }
+  }
+  __syncwarp();
+  Element* const dk_base = row_pointer<Element>(p.dk, w.batch, w.seq.k_begin, w.kv_head);
+  Element* const dv_base = row_pointer<Element>(p.dv, w.batch, w.seq.k_begin, w.kv_head);
+  static_assert(kRows * kChunks % 32 == 0, "whole chunks per lane");
+#pragma unroll
+  for (int j = 0; j < kRows * kChunks / 32; ++j) {
+    const int row = (lane + 32 * j) / kChunks, chunk = (lane + 32 * j) % kChunks;
+    const std::int64_t key = w.key_begin + key_row0 + row;
+    const int col = col_base + 8 * chunk;
+    if (key >= w.seq.seq_k || col >= a.head_dim) continue;
+    *reinterpret_cast<uint4*>(dk_base + key * p.dk.row_stride + col) =
+        *reinterpret_cast<const uint4*>(dk_stage + row * kPitch + 16 * chunk);
+    *reinterpret_cast<uint4*>(dv_base + key * p.dv.row_stride + col) =
+        *reinterpret_cast<const uint4*>(dv_stage + row * kPitch + 16 * chunk);
   }
 }
 

@@ -89,8 +89,6 @@ template <int kPending>
 __device__ __forceinline__ void bulk_wait_read() {
   asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
 }
-// Until every committed bulk group has completed, its global writes included.
-__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 // ---- Named barriers (ids 1..15; 0 is __syncthreads): `threads` counts the threads
 // that sync plus those that only arrive, in whole warps.
