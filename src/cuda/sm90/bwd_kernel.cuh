@@ -76,6 +76,11 @@ struct BackwardSharedMemory {
 // them inside the loop).
 constexpr int kEpilogueBarrier = 3;
 
+// One query block of the walk: its query head and its index along the sequence.
+struct QueryBlock {
+  int head = 0, m_block = 0;
+};
+
 // What warpgroup 0 and the consumers of one block derive alike from its coordinates:
 // the sequence, and the query blocks (of every query head of the kv head's group) whose
 // band reaches the block's keys, walked as iterations head-major.
@@ -87,8 +92,16 @@ struct KeyBlockWork {
   std::int64_t q_packed_begin = 0;  // the sequence's first row among all query rows
   int tma_batch = 0;                // varlen tensors are one packed batch entry addressed by row
 
-  __device__ __forceinline__ int head(int iteration) const { return kv_head * group + iteration / blocks_per_head; }
-  __device__ __forceinline__ int m_block(int iteration) const { return m_begin + iteration % blocks_per_head; }
+  // The walk advances by a step, not by dividing the iteration: at the loop top a division
+  // is a chain of conversions and a reciprocal on the MUFU pipe that the exponentials of
+  // the other warps on the scheduler keep busy.
+  __device__ __forceinline__ QueryBlock first() const { return {kv_head * group, m_begin}; }
+  __device__ __forceinline__ void advance(QueryBlock& b) const {
+    if (++b.m_block == m_begin + blocks_per_head) {
+      b.m_block = m_begin;
+      ++b.head;
+    }
+  }
 };
 
 // The first row of sequence `batch` among all query rows (the rows of dout_dot_out).
@@ -121,19 +134,19 @@ __device__ __forceinline__ KeyBlockWork key_block_work(const sm80::AttentionArgs
   return w;
 }
 
-// Warp 0 of warpgroup 0: lane 0 issues the copies of query block `iteration` into its
-// ring slot, all lanes load the block's row statistics.
+// Warp 0 of warpgroup 0: lane 0 issues the copies of query block `block` (walk position
+// `iteration`) into its ring slot, all lanes load the block's row statistics.
 template <class Tile>
 __device__ __forceinline__ void load_query_block(const BackwardTensorMaps& maps, const sm80::BackwardKernelParams& p,
                                                  const BackwardSharedMemory<Tile>& smem, const KeyBlockWork& w,
-                                                 int iteration) {
+                                                 int iteration, QueryBlock block) {
   constexpr int kBlockM = Tile::kBlockM;
   const sm80::AttentionArgs& a = p.attn;
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int stage = iteration % Tile::kStages;
   const std::uint32_t parity = static_cast<std::uint32_t>(iteration / Tile::kStages) & 1u;
-  const int head = w.head(iteration);
-  const int m0 = w.m_block(iteration) * kBlockM;
+  const int head = block.head;
+  const int m0 = block.m_block * kBlockM;
   mbarrier_wait(smem.rows_empty(stage), parity ^ 1u);
   if (lane == 0) {
     load_tile<Tile, kBlockM>(smem.q(stage), &maps.q, smem.rows_full(stage), w.seq.q_begin + m0, head, w.tma_batch);
@@ -190,9 +203,8 @@ __device__ __forceinline__ float* dq_accumulator_block(const sm80::BackwardKerne
 }
 template <class Tile>
 __device__ __forceinline__ float* dq_accumulator_block(const sm80::BackwardKernelParams& p, const KeyBlockWork& w,
-                                                       int iteration) {
-  return dq_accumulator_block<Tile>(p, w.head(iteration), w.q_packed_begin, w.batch,
-                                    w.m_block(iteration) * Tile::kBlockM);
+                                                       QueryBlock block) {
+  return dq_accumulator_block<Tile>(p, block.head, w.q_packed_begin, w.batch, block.m_block * Tile::kBlockM);
 }
 
 // dq = dS K[:, columns of the K tile at k_columns] over the block's 128 keys, dS^T (at
@@ -218,6 +230,7 @@ __device__ __forceinline__ void load_and_reduce_dq(const BackwardTensorMaps& map
   constexpr int kWarpFloats = kDqCols / 8 * 32 * 4;  // a warp's 16 rows of a dQ product
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int warp = static_cast<int>(threadIdx.x / 32);
+  QueryBlock next_load = w.first();  // warp 0's next block to load
   if (warp == 0) {
     if (lane == 0) {
       prefetch_tensor_map(&maps.q);
@@ -228,12 +241,14 @@ __device__ __forceinline__ void load_and_reduce_dq(const BackwardTensorMaps& map
     }
     // With the consumers computing dQ, warp 0 only loads, each slot as it frees.
     const int ahead = Tile::kConsumersComputeDq ? w.iterations : Tile::kStages;
-    for (int i = 0; i < ahead && i < w.iterations; ++i) load_query_block<Tile>(maps, p, smem, w, i);
+    for (int i = 0; i < ahead && i < w.iterations; ++i, w.advance(next_load))
+      load_query_block<Tile>(maps, p, smem, w, i, next_load);
   }
   if constexpr (!Tile::kConsumersComputeDq) {
     const std::uint32_t k_tile = ptx::smem_address(smem.k());
     mbarrier_wait(smem.kv_full(), 0);
-    for (int iteration = 0; iteration < w.iterations; ++iteration) {
+    QueryBlock block = w.first();
+    for (int iteration = 0; iteration < w.iterations; ++iteration, w.advance(block)) {
       const int buffer = iteration & 1;
       const std::uint32_t parity = static_cast<std::uint32_t>(iteration >> 1) & 1u;
       const std::uint32_t ds_address = ptx::smem_address(smem.ds(buffer));
@@ -241,14 +256,16 @@ __device__ __forceinline__ void load_and_reduce_dq(const BackwardTensorMaps& map
       AccumulatorTile<1, kDqCols / 8> dq;
       issue_dq_product<Tile, Element>(dq, ds_address, k_tile);
       // The slot of block iteration + kStages frees once the consumers finish this block.
-      if (warp == 0 && iteration + Tile::kStages < w.iterations)
-        load_query_block<Tile>(maps, p, smem, w, iteration + Tile::kStages);
+      if (warp == 0 && iteration + Tile::kStages < w.iterations) {
+        load_query_block<Tile>(maps, p, smem, w, iteration + Tile::kStages, next_load);
+        w.advance(next_load);
+      }
       wgmma_wait<0>();
       pin_accumulators(dq);
       __syncwarp();
       if (lane == 0) mbarrier_arrive(smem.ds_empty(buffer));
       reduce_dq_rows<kDqCols, Tile::kDqStages - 1>(dq, smem.dq_stage(iteration % Tile::kDqStages) + warp * kWarpFloats,
-                                                   dq_accumulator_block<Tile>(p, w, iteration) + warp * kWarpFloats);
+                                                   dq_accumulator_block<Tile>(p, w, block) + warp * kWarpFloats);
     }
     // Only the reads of the staging must finish before the block exits; the additions
     // themselves complete before the kernel does, ahead of the conversion kernel.
@@ -288,8 +305,9 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
 
     mbarrier_wait(smem.kv_full(), 0);
     RingPosition<Tile::kStages> slot;
-    for (int iteration = 0; iteration < w.iterations; ++iteration, slot.advance()) {
-      const int m0 = w.m_block(iteration) * kBlockM;
+    QueryBlock block = w.first();
+    for (int iteration = 0; iteration < w.iterations; ++iteration, slot.advance(), w.advance(block)) {
+      const int m0 = block.m_block * kBlockM;
       const bool inside_band = m0 + kBlockM <= w.seq.seq_q && w.key_begin + kBlockN <= w.seq.seq_k &&
                                w.mask.allowed(m0, w.key_begin + kBlockN - 1) &&
                                w.mask.allowed(m0 + kBlockM - 1, w.key_begin);
@@ -386,7 +404,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         // products: the second runs while the first's atomics drain.
         named_barrier_sync(1 + consumer, 128);
         constexpr int kWarpFloats = Tile::kDqCols / 8 * 32 * 4;
-        float* const dq_block = dq_accumulator_block<Tile>(p, w, iteration) + warp * kWarpFloats + 4 * lane;
+        float* const dq_block = dq_accumulator_block<Tile>(p, w, block) + warp * kWarpFloats + 4 * lane;
         const std::uint32_t ds_address = ptx::smem_address(ds_tile);
         const std::uint32_t k_tile = ptx::smem_address(smem.k());
         AccumulatorTile<1, Tile::kDqCols / 8> dq[Tile::kDqProducts];
@@ -427,7 +445,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         constexpr int kWarpFloats = Tile::kDqCols / 8 * 32 * 4;
         reduce_dq_rows<Tile::kDqCols, 0>(
             dq, smem.dq_stage(consumer) + warp * kWarpFloats,
-            dq_accumulator_block<Tile>(p, w, iteration) + consumer * 64 * Tile::kDqCols + warp * kWarpFloats);
+            dq_accumulator_block<Tile>(p, w, block) + consumer * 64 * Tile::kDqCols + warp * kWarpFloats);
       } else {
         release(smem.ds_full(consumer, ds_buffer));
         wgmma_wait<0>();  // dV and dK have read this block's Q and dO
