@@ -31,6 +31,35 @@ struct BandMask {
   }
 };
 
+// Row blocks [first, end) of `block_rows` rows (block r holds rows r * block_rows ..) that
+// lie wholly inside the sequence and whose every row may attend every column of
+// [col_begin, col_end): the blocks that need no mask against those columns. first >= end
+// when there are none. The band's relative offset col - diagonal(row) is largest at the
+// block's first row and last column and smallest at its last row and first column, so the
+// two corners bound the block from below (window_right) and from above (window_left).
+struct RowBlockRange {
+  std::int64_t first = 0, end = 0;
+  TF_HOST_DEVICE bool contains(std::int64_t block) const { return block >= first && block < end; }
+};
+TF_HOST_DEVICE RowBlockRange unmasked_row_blocks(const BandMask& mask, std::int64_t col_begin, std::int64_t col_end,
+                                                 std::int64_t block_rows) {
+  if (col_begin < 0 || col_end > mask.seq_k || col_begin >= col_end) return {};
+  const std::int64_t shift = mask.seq_k - mask.seq_q;
+  std::int64_t lowest_row = 0, highest_last_row = mask.seq_q - 1;  // bounds on the first and the last row
+  if (mask.window_right >= 0) {
+    const std::int64_t bound = col_end - 1 - shift - mask.window_right;
+    lowest_row = bound > lowest_row ? bound : lowest_row;
+  }
+  if (mask.window_left >= 0) {
+    const std::int64_t bound = col_begin - shift + mask.window_left;
+    highest_last_row = bound < highest_last_row ? bound : highest_last_row;
+  }
+  // first row r * block_rows >= lowest_row; last row r * block_rows + block_rows - 1 <= highest_last_row.
+  const std::int64_t top = highest_last_row - (block_rows - 1);
+  if (top < lowest_row) return {};
+  return {(lowest_row + block_rows - 1) / block_rows, top / block_rows + 1};
+}
+
 // ALiBi bias term: -slope * |i + seq_k - seq_q - j|.
 TF_HOST_DEVICE float alibi_bias(float slope, const BandMask& mask, std::int64_t row, std::int64_t col) {
   const std::int64_t dist = col - mask.diagonal(row);

@@ -88,6 +88,8 @@ struct KeyBlockWork {
   SequenceSlice seq;
   int kv_head = 0, batch = 0, key_begin = 0;
   int group = 1, m_begin = 0, blocks_per_head = 0, iterations = 0;
+  // Query blocks [unmasked_first, unmasked_end) need no mask against the block's keys.
+  int unmasked_first = 0, unmasked_end = 0;
   detail::BandMask mask;
   std::int64_t q_packed_begin = 0;  // the sequence's first row among all query rows
   int tma_batch = 0;                // varlen tensors are one packed batch entry addressed by row
@@ -122,6 +124,9 @@ __device__ __forceinline__ KeyBlockWork key_block_work(const sm80::AttentionArgs
   w.mask = detail::BandMask{w.seq.seq_q, w.seq.seq_k, a.window_left, a.window_right};
   w.group = a.heads_q / a.heads_kv;
   if (w.key_begin >= w.seq.seq_k) return w;
+  const detail::RowBlockRange unmasked = detail::unmasked_row_blocks(w.mask, w.key_begin, w.key_begin + kBlockN, kBlockM);
+  w.unmasked_first = static_cast<int>(unmasked.first);
+  w.unmasked_end = static_cast<int>(unmasked.end);
   // Row i sees columns up to i + shift + window_right and from i + shift - window_left on.
   const std::int64_t shift = static_cast<std::int64_t>(w.seq.seq_k) - w.seq.seq_q;
   std::int64_t row_begin = 0, row_end = w.seq.seq_q;
@@ -308,9 +313,7 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
     QueryBlock block = w.first();
     for (int iteration = 0; iteration < w.iterations; ++iteration, slot.advance(), w.advance(block)) {
       const int m0 = block.m_block * kBlockM;
-      const bool inside_band = m0 + kBlockM <= w.seq.seq_q && w.key_begin + kBlockN <= w.seq.seq_k &&
-                               w.mask.allowed(m0, w.key_begin + kBlockN - 1) &&
-                               w.mask.allowed(m0 + kBlockM - 1, w.key_begin);
+      const bool inside_band = block.m_block >= w.unmasked_first && block.m_block < w.unmasked_end;
       const std::uint32_t q_tile = ptx::smem_address(smem.q(slot.stage));
       const std::uint32_t dout_tile = ptx::smem_address(smem.dout(slot.stage));
       const int ds_buffer = iteration & 1;
