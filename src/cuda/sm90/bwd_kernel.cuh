@@ -217,12 +217,13 @@ __device__ __forceinline__ float* dq_accumulator_block(const sm80::BackwardKerne
 template <class Tile, class Element>
 __device__ __forceinline__ void issue_dq_product(AccumulatorTile<1, Tile::kDqCols / 8>& dq, std::uint32_t ds_address,
                                                  std::uint32_t k_columns) {
+  const std::uint64_t ds = n_major_descriptor(ds_address, Tile::kDsBytes);
+  const std::uint64_t k = n_major_descriptor(k_columns, Tile::kBlockN * 128);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < Tile::kBlockN / 16; ++kk)
-    Wgmma<Element, Tile::kDqCols>::ss_mn_major(dq, n_major_descriptor(ds_address + kk * 16 * 128, Tile::kDsBytes),
-                                               n_major_descriptor(k_columns + kk * 16 * 128, Tile::kBlockN * 128),
-                                               kk > 0);
+    Wgmma<Element, Tile::kDqCols>::ss_mn_major(dq, advance_descriptor(ds, kk * 16 * 128),
+                                               advance_descriptor(k, kk * 16 * 128), kk > 0);
   wgmma_commit();
 }
 
@@ -299,8 +300,8 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
   dv.fill(0.0f);
 
   if (w.iterations > 0) {
-    const std::uint32_t k_rows = ptx::smem_address(smem.k()) + key_base * 128;
-    const std::uint32_t v_rows = ptx::smem_address(smem.v()) + key_base * 128;
+    const std::uint64_t k_descriptor = k_major_descriptor(ptx::smem_address(smem.k()) + key_base * 128);
+    const std::uint64_t v_descriptor = k_major_descriptor(ptx::smem_address(smem.v()) + key_base * 128);
     // The 64-column atoms of this warpgroup's columns in a Q or dO tile.
     const std::uint32_t own_atoms = col_base / 64 * kBlockM * 128;
     const auto release = [&](std::uint64_t* barrier) {
@@ -322,13 +323,14 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       // S^T and dP^T, two groups: the exponentials of S^T run under the dP^T product.
       AccumulatorTile<1, kBlockM / 8> scores, dp;
       // acc = rows of K or V (this warpgroup's keys) times the query block's Q or dO rows.
-      const auto issue_key_products = [&](AccumulatorTile<1, kBlockM / 8>& acc, std::uint32_t key_rows,
+      const auto issue_key_products = [&](AccumulatorTile<1, kBlockM / 8>& acc, std::uint64_t keys,
                                           std::uint32_t query_tile) {
+        const std::uint64_t query = k_major_descriptor(query_tile);
 #pragma unroll
         for (int ks = 0; ks < kHeadDim / 16; ++ks) {
           const std::uint32_t column = 32 * (ks % 4);
-          Wgmma<Element, kBlockM>::ss(acc, k_major_descriptor(key_rows + (ks / 4) * kBlockN * 128 + column),
-                                      k_major_descriptor(query_tile + (ks / 4) * kBlockM * 128 + column), ks > 0);
+          Wgmma<Element, kBlockM>::ss(acc, advance_descriptor(keys, (ks / 4) * kBlockN * 128 + column),
+                                      advance_descriptor(query, (ks / 4) * kBlockM * 128 + column), ks > 0);
         }
         wgmma_commit();
       };
@@ -337,16 +339,16 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       const auto issue_register_products = [&](AccumulatorTile<1, Tile::kOwnCols / 8>& acc,
                                                const std::uint32_t (&operand)[kBlockM / 16][4],
                                                std::uint32_t query_tile) {
+        const std::uint64_t query = n_major_descriptor(query_tile + own_atoms, kBlockM * 128);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < kBlockM / 16; ++kk)
-          Wgmma<Element, Tile::kOwnCols>::rs(
-              acc, operand[kk], n_major_descriptor(query_tile + own_atoms + kk * 16 * 128, kBlockM * 128), 1);
+          Wgmma<Element, Tile::kOwnCols>::rs(acc, operand[kk], advance_descriptor(query, kk * 16 * 128), 1);
         wgmma_commit();
       };
       wgmma_fence();
-      issue_key_products(scores, k_rows, q_tile);
-      issue_key_products(dp, v_rows, dout_tile);
+      issue_key_products(scores, k_descriptor, q_tile);
+      issue_key_products(dp, v_descriptor, dout_tile);
       wgmma_wait<1>();
       pin_accumulators(scores);
 
