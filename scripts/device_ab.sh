@@ -2,9 +2,12 @@
 # One A/B call on the lent GPU machine, from a tree made by scripts/ab_prepare.sh: builds
 # old/'s tileflash-bench while the new tree's GPU tests run (scripts/device_check.sh, both
 # kernel paths), then times new and old alternately, twice each, with cuDNN and (with FA2=1)
-# PyTorch SDPA flash once in the same call. Writes $OUT/ab.csv (new/old, new/cudnn, ...),
-# tests.log and the sanitizer logs, and prints the table and device_check.sh's sass step
-# for the new build (registers, spills, ptxas's C751x wgmma messages).
+# PyTorch SDPA flash once in the same call, and only then runs the STEPS (the sanitizers
+# take 2-3 minutes: run first, they pushed a call with four head dims past its 600 s and
+# its timings were lost). Writes $OUT/ab.csv (new/old, new/cudnn, ...) as soon as the
+# timings exist, tests.log and the sanitizer logs, and prints the table and
+# device_check.sh's sass step for the new build (registers, spills, ptxas's C751x wgmma
+# messages).
 # Environment: HD (head-dim tiles built, default "64;96;128;256"), TF (test filter, default
 # CudaForward*:CudaBackward*; "-" skips the tests), STEPS (more device_check.sh steps, e.g.
 # sanitizer), GD, GS, GDIR, REPS (the timed grid: head dims, seqs, fwd|bwd|fwd,bwd,
@@ -23,12 +26,9 @@ out=$OUT
 # sass: registers, spills and ptxas's wgmma messages of the new build.
 steps=(sass)
 [ "${TF:-}" = "-" ] || steps+=(tests)
-read -ra more <<< "${STEPS:-}"
-steps+=("${more[@]}")
 OUT=/tmp/ab-check TILEFLASH_HEAD_DIMS="$dims" TEST_FILTER="${TF:-CudaForward*:CudaBackward*}" \
   bash scripts/device_check.sh "${steps[@]}"
 cp /tmp/ab-check/tests.log "$out/" 2>/dev/null
-for f in /tmp/ab-check/sanitizer_*.log; do [ -f "$f" ] && tail -30 "$f" > "$out/$(basename "$f")"; done
 stamp "new built and tested"
 wait
 stamp "old built"
@@ -81,3 +81,10 @@ with open(sys.argv[1], "w") as out:
         print(f"{k[0]} {k[1]:3} {k[2]:>6} {k[3]:5} " + " ".join(f"{x:6.0f}" for x in [*new, *old, c, f]) +
               f"  {ratios[0]:6.3f}  {ratios[1]:8.3f}  {ratios[2]:8.3f}  {ratios[3]:6.3f}")
 PY
+# The extra device_check.sh steps last (the build is incremental by then).
+read -ra more <<< "${STEPS:-}"
+if [ ${#more[@]} -gt 0 ]; then
+  OUT=/tmp/ab-check TILEFLASH_HEAD_DIMS="$dims" bash scripts/device_check.sh "${more[@]}"
+  for f in /tmp/ab-check/sanitizer_*.log; do [ -f "$f" ] && tail -30 "$f" > "$out/$(basename "$f")"; done
+  stamp "steps: ${more[*]}"
+fi
