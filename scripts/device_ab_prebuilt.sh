@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A/B call on the lent GPU machine with tileflash-bench binaries built here (no build on the
+# device: a call then costs only its timings). Each variant is a gzipped binary in
+# .carry/abbin/<label>.gz, made by scripts/ab_build_prebuilt.sh; the variants are timed
+# alternately ROUNDS times (default 2), cuDNN once (and SDPA flash with FA2=1) in the same call.
+# Writes $OUT/ab.csv (each variant's best round, its ratio to BASE and to cuDNN) and prints
+# the table.
+# Device tool: carry [".carry/abbin"], command `bash .carry/abbin/device_ab_prebuilt.sh`.
+# Environment: GD, GS, GDIR, REPS, CAUSAL (the grid: head dims, seqs, fwd|bwd|fwd,bwd,
+# repetitions, both|0|1), BASE (the label the others are divided by, default old), ROUNDS, FA2,
+# FORCE_SM80 (1 times every variant on the Ampere-class kernels).
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=${OUT:-/tmp/ab-prebuilt}
+mkdir -p "$out" /tmp/abbin
+start=$(date +%s)
+stamp() { echo "== $(($(date +%s) - start)) s: $*"; }
+cat "$here/REVISIONS" 2>/dev/null | tee "$out/revisions.txt"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader | tee -a "$out/revisions.txt"
+# The binaries were linked here with RUNPATH /usr/local/cuda/lib; the machine's CUDA may keep
+# its libraries under lib64 or in the system's paths.
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
+labels=()
+for archive in "$here"/*.gz; do
+  label=$(basename "$archive" .gz)
+  gunzip -c "$archive" > "/tmp/abbin/$label" && chmod +x "/tmp/abbin/$label" && labels+=("$label")
+done
+[ ${#labels[@]} -gt 0 ] || { echo "no binaries in $here"; exit 1; }
+grid=(--dtype bf16 --head-dim "${GD:-64,128,256}" --hidden 2048 --tokens 16384 --seq "${GS:-1024,2048,4096,8192,16384}"
+      --causal "${CAUSAL:-both}" --direction "${GDIR:-fwd}" --reps "${REPS:-15}" --warmup 5)
+[ "${FORCE_SM80:-0}" = 1 ] && export TILEFLASH_FORCE_SM80=1
+for round in $(seq 1 "${ROUNDS:-2}"); do
+  for label in "${labels[@]}"; do
+    "/tmp/abbin/$label" --backends cuda "${grid[@]}" --csv "/tmp/ab-$label-$round.csv" > "/tmp/ab-$label-$round.log" 2>&1 ||
+      { echo "$label round $round failed:"; tail -5 "/tmp/ab-$label-$round.log"; }
+  done
+  stamp "round $round"
+done
+unset TILEFLASH_FORCE_SM80
+"/tmp/abbin/${labels[0]}" --backends cudnn "${grid[@]}" --csv /tmp/ab-cudnn.csv > /tmp/ab-cudnn.log 2>&1 ||
+  tail -5 /tmp/ab-cudnn.log
+rm -f /tmp/ab-fa2.csv
+if [ "${FA2:-0}" = 1 ]; then
+  PYTHONUNBUFFERED=1 python3 "$here/torch_sdpa.py" --backends sdpa-flash "${grid[@]}" --csv /tmp/ab-fa2.csv \
+    > /tmp/ab-fa2.log 2>&1 || tail -5 /tmp/ab-fa2.log
+fi
+stamp "timed"
+python3 - "$out/ab.csv" "${BASE:-old}" "${labels[@]}" <<'PY'
+import csv, glob, os, sys
+path, base, labels = sys.argv[1], sys.argv[2], sys.argv[3:]
+rows = {}
+def load(file, label):
+    for r in csv.DictReader(l for l in open(file) if not l.startswith("#")):
+        causal = int(r["causal"] in ("1", "True", "true"))
+        key = (r["direction"], int(r["head_dim"]), causal, int(r["seq_q"]))
+        rows.setdefault(key, {}).setdefault(label, []).append(float(r["tflops"]))
+for label in labels:
+    for file in sorted(glob.glob(f"/tmp/ab-{label}-*.csv")):
+        load(file, label)
+for extra in ("cudnn", "fa2"):
+    if os.path.exists(f"/tmp/ab-{extra}.csv"):
+        load(f"/tmp/ab-{extra}.csv", extra)
+nan = float("nan")
+others = [l for l in labels if l != base]
+header = ["direction", "head_dim", "causal", "seq"] + [f"{l}_rounds" for l in labels] + ["cudnn", "fa2"]
+header += [f"{l}_over_{base}" for l in others] + [f"{l}_over_cudnn" for l in labels] + [f"{l}_over_fa2" for l in labels]
+with open(path, "w") as f:
+    f.write(",".join(header) + "\n")
+    print(" ".join(header[:4]), " ".join(f"{l:>9}" for l in labels), "cudnn", " ".join(f"{l}/{base}" for l in others),
+          " ".join(f"{l}/cudnn" for l in labels))
+    for k in sorted(rows):
+        t = rows[k]
+        best = {l: max(t.get(l, [nan])) for l in labels}
+        c, fa = t.get("cudnn", [nan])[0], t.get("fa2", [nan])[0]
+        cols = [*map(str, k)] + ["/".join(f"{x:.1f}" for x in t.get(l, [])) for l in labels] + [f"{c:.1f}", f"{fa:.1f}"]
+        cols += [f"{best[l] / best.get(base, nan):.4f}" for l in others]
+        cols += [f"{best[l] / c:.4f}" for l in labels] + [f"{best[l] / fa:.4f}" for l in labels]
+        f.write(",".join(cols) + "\n")
+        print(f"{k[0]} {k[1]:3} {k[2]} {k[3]:5}", " ".join(f"{best[l]:9.1f}" for l in labels), f"{c:6.1f}",
+              " ".join(f"{best[l] / best.get(base, nan):8.3f}" for l in others),
+              " ".join(f"{best[l] / c:8.3f}" for l in labels))
+PY
