@@ -4,7 +4,8 @@
 # machine. Revisions are built in one build folder one after the other (BUILD_DIR, default
 # build-ab: sm_90, head dims of TILEFLASH_HEAD_DIMS, default "64;96;128;256"), so only what
 # changed between them recompiles; the working tree's changes are stashed and restored around
-# the other revisions.
+# the other revisions. With TESTS=1 the working tree's tileflash_tests goes along too
+# (.carry/abbin/tests/tileflash_tests.gz), and the device script runs its GPU tests first.
 # Usage: scripts/ab_build_prebuilt.sh new=. old=main [label=rev ...]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,13 +14,19 @@ dest=.carry/abbin
 rm -rf "$dest" && mkdir -p "$dest"
 scripts/fetch_third_party.sh >/dev/null
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTILEFLASH_CUDA=ON -DTILEFLASH_CUDA_ARCHS=90 \
-  "-DTILEFLASH_HEAD_DIMS=${TILEFLASH_HEAD_DIMS:-64;96;128;256}" -DTILEFLASH_BUILD_TESTS=OFF -DTILEFLASH_BUILD_BENCH=ON \
+  "-DTILEFLASH_HEAD_DIMS=${TILEFLASH_HEAD_DIMS:-64;96;128;256}" -DTILEFLASH_BUILD_TESTS=ON -DTILEFLASH_BUILD_BENCH=ON \
   > /tmp/ab-build-configure.log
 branch=$(git rev-parse --abbrev-ref HEAD)
 for spec in "$@"; do
   label=${spec%%=*} rev=${spec#*=}
   if [ "$rev" = . ]; then
-    ninja -C "$build" tileflash-bench > "/tmp/ab-build-$label.log" 2>&1 || { tail -30 "/tmp/ab-build-$label.log"; exit 1; }
+    targets=(tileflash-bench)
+    [ "${TESTS:-0}" = 1 ] && targets+=(tileflash_tests)
+    ninja -C "$build" "${targets[@]}" > "/tmp/ab-build-$label.log" 2>&1 || { tail -30 "/tmp/ab-build-$label.log"; exit 1; }
+    if [ "${TESTS:-0}" = 1 ]; then
+      mkdir -p "$dest/tests"
+      gzip -c "$build/tests/tileflash_tests" > "$dest/tests/tileflash_tests.gz"
+    fi
     echo "$label: $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+uncommitted')" >> "$dest/REVISIONS"
   else
     stashed=0

@@ -6,6 +6,8 @@
 # Writes $OUT/ab.csv (each variant's best round, its ratio to BASE and to cuDNN) and prints
 # the table.
 # Device tool: carry [".carry/abbin"], command `bash .carry/abbin/device_ab_prebuilt.sh`.
+# With .carry/abbin/tests/tileflash_tests.gz (TESTS=1 there) its tests of TF (default
+# CudaForward*:CudaBackward*) run first, to $OUT/tests.log.
 # Environment: GD, GS, GDIR, REPS, CAUSAL (the grid: head dims, seqs, fwd|bwd|fwd,bwd,
 # repetitions, both|0|1), BASE (the label the others are divided by, default old), ROUNDS, FA2,
 # FORCE_SM80 (1 times every variant on the Ampere-class kernels).
@@ -20,6 +22,14 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader | tee 
 # The binaries were linked here with RUNPATH /usr/local/cuda/lib; the machine's CUDA may keep
 # its libraries under lib64 or in the system's paths.
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
+if [ -f "$here/tests/tileflash_tests.gz" ]; then
+  gunzip -c "$here/tests/tileflash_tests.gz" > /tmp/abbin/tileflash_tests && chmod +x /tmp/abbin/tileflash_tests
+  timeout "${TEST_TIMEOUT:-300}" /tmp/abbin/tileflash_tests --gtest_filter="${TF:-CudaForward*:CudaBackward*}" \
+    > "$out/tests.log" 2>&1
+  echo "tests rc=$?"
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is" "$out/tests.log" | head -30
+  stamp "tests"
+fi
 labels=()
 for archive in "$here"/*.gz; do
   label=$(basename "$archive" .gz)
@@ -31,13 +41,13 @@ grid=(--dtype bf16 --head-dim "${GD:-64,128,256}" --hidden 2048 --tokens 16384 -
 [ "${FORCE_SM80:-0}" = 1 ] && export TILEFLASH_FORCE_SM80=1
 for round in $(seq 1 "${ROUNDS:-2}"); do
   for label in "${labels[@]}"; do
-    "/tmp/abbin/$label" --backends cuda "${grid[@]}" --csv "/tmp/ab-$label-$round.csv" > "/tmp/ab-$label-$round.log" 2>&1 ||
+    timeout "${RUN_TIMEOUT:-120}" "/tmp/abbin/$label" --backends cuda "${grid[@]}" --csv "/tmp/ab-$label-$round.csv" > "/tmp/ab-$label-$round.log" 2>&1 ||
       { echo "$label round $round failed:"; tail -5 "/tmp/ab-$label-$round.log"; }
   done
   stamp "round $round"
 done
 unset TILEFLASH_FORCE_SM80
-"/tmp/abbin/${labels[0]}" --backends cudnn "${grid[@]}" --csv /tmp/ab-cudnn.csv > /tmp/ab-cudnn.log 2>&1 ||
+timeout "${RUN_TIMEOUT:-120}" "/tmp/abbin/${labels[0]}" --backends cudnn "${grid[@]}" --csv /tmp/ab-cudnn.csv > /tmp/ab-cudnn.log 2>&1 ||
   tail -5 /tmp/ab-cudnn.log
 rm -f /tmp/ab-fa2.csv
 if [ "${FA2:-0}" = 1 ]; then
