@@ -391,17 +391,19 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       // dS^T into shared memory with the 128-byte swizzle (16-byte chunk index XOR row % 8),
       // once warpgroup 0's products have read the buffer's previous contents: key row r
       // holds 64 queries; fragment word [kk][j] is columns 16 kk + 8 (j / 2) + pair of row
-      // 8 (j % 2) + group. A warp's stores hit 32 distinct banks.
+      // 8 (j % 2) + group. The eight rows of a matrix land in eight distinct chunks.
       unsigned char* const ds_tile = smem.ds(Tile::kColumnSplit ? consumer : ds_buffer);
       if constexpr (!Tile::kConsumersComputeDq) mbarrier_wait(smem.ds_empty(ds_buffer), ds_parity ^ 1u);
+      {
+        // Matrix j of k-step kk (rows 8 (j % 2) on, columns 16 kk + 8 (j / 2) on) is one
+        // 16-byte chunk in each of its 8 rows; this lane addresses row lane % 8 of matrix
+        // lane / 8.
+        const int matrix = lane / 8, row = key_row0 + 8 * (matrix % 2) + lane % 8;
+        const std::uint32_t row_address = ptx::smem_address(ds_tile) + row * 128;
 #pragma unroll
-      for (int kk = 0; kk < kBlockM / 16; ++kk)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int row = key_row0 + 8 * (j % 2) + lane_group();
-          const int chunk = (2 * kk + j / 2) ^ lane_group();
-          *reinterpret_cast<std::uint32_t*>(ds_tile + row * 128 + chunk * 16 + 2 * pair) = ds_frag[kk][j];
-        }
+        for (int kk = 0; kk < kBlockM / 16; ++kk)
+          stmatrix_x4(row_address + (((2 * kk + matrix / 2) ^ (lane % 8)) * 16), ds_frag[kk]);
+      }
       fence_async_shared();
       if constexpr (Tile::kColumnSplit) {
         // This warpgroup's dQ columns over the block's 64 keys, from its own copy of dS^T

@@ -90,6 +90,15 @@ __device__ __forceinline__ void bulk_wait_read() {
   asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
 }
 
+// ---- stmatrix (sm_90): four 8x8 b16 matrices from accumulator-layout fragments (register
+// i holds matrix i, lane l row l / 4, columns 2 (l % 4) and + 1), one instruction where
+// 4-byte stores take four; lane l gives the address of row l % 8 of matrix l / 8.
+__device__ __forceinline__ void stmatrix_x4(std::uint32_t smem_row, const std::uint32_t (&fragment)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_row),
+               "r"(fragment[0]), "r"(fragment[1]), "r"(fragment[2]), "r"(fragment[3])
+               : "memory");
+}
+
 // ---- Named barriers (ids 1..15; 0 is __syncthreads): `threads` counts the threads
 // that sync plus those that only arrive, in whole warps.
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
