@@ -101,6 +101,26 @@ TEST(CudaForward, EveryFeature) {
   });
 }
 
+// Logits spread over tens of units across ~12 key tiles: a row's reference maximum lags
+// behind by up to 2^8 in some tiles and jumps past it in others (OnlineSoftmax's lazy
+// rescale), with lse, causal and not.
+TEST(CudaForward, LaggingReferenceMaximum) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 900;
+  gpu::on_each_kernel_path([&] {
+    for (DType dtype : {DType::bfloat16, DType::float16})
+      for (std::int64_t head_dim : {64, 96, 256})
+        for (double stddev : {2.0, 3.0}) {
+          CaseConfig c = gpu::base_case(dtype, head_dim);
+          c.seq_q = 257;
+          c.seq_k = 1500;
+          c.causal = stddev == 3.0;
+          c.input_stddev = stddev;
+          expect_gpu_matches_reference(c, ++seed);
+        }
+  });
+}
+
 // From 8192 query rows, head dims up to 64 take the Hopper forward's tall tile (192 rows,
 // three consumer warpgroups). Row counts that leave a partial last tile, GQA, causal with
 // seq_q != seq_k, a sliding window, both dtypes.

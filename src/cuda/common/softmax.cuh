@@ -12,10 +12,14 @@ namespace tileflash::cuda {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
+// How far (base 2) the reference maximum may lag behind a row's scores: P <= 2^8.
+constexpr int kLazyRescaleLag = 8;
+
 // Per-row state of the rows this lane holds in a warp's accumulator tile: row 2 * mi + h
 // is tile row 16 * mi + 8 * h + lane_group(). `max` is in the caller's logit units, `sum`
 // is this lane's partial sum (its 2 columns per n-tile) until finalize() reduces the quad.
-template <int kMTiles>
+// kMaxLag: see update(); 0 keeps `max` the running maximum.
+template <int kMTiles, int kMaxLag>
 struct OnlineSoftmax {
   static constexpr int kRows = 2 * kMTiles;
   float max[kRows];
@@ -31,10 +35,12 @@ struct OnlineSoftmax {
 
   // Fold one tile of logits s (any units; `to_log2` converts them to base-2 exponents,
   // and must be > 0) into the state: s becomes P = exp2(s * to_log2 - max * to_log2),
-  // and `out` is rescaled to the new maximum. Rows with no allowed score so far keep a
-  // -inf maximum and contribute zeros. Once the running maxima settle (most tiles of a
-  // long row) no row of the warp changes and the output rescale, one multiply per output
-  // element, is skipped.
+  // and `out` is rescaled when the maximum moves. Rows with no allowed score so far keep a
+  // -inf maximum and contribute zeros. `max` is a reference, not always the running
+  // maximum: it moves only when a tile's scores exceed it by more than kMaxLag (base 2),
+  // so most tiles of a row skip the output rescale (one multiply per output element).
+  // That is exact: the sum and the output use the same reference, and P <= 2^kMaxLag
+  // keeps its relative precision in bf16/fp16 and cannot overflow the fp32 sums.
   template <int kNTiles, int kOutTiles>
   __device__ __forceinline__ void update(AccumulatorTile<kMTiles, kNTiles>& s, AccumulatorTile<kMTiles, kOutTiles>& out,
                                          float to_log2) {
@@ -56,8 +62,8 @@ struct OnlineSoftmax {
     return moved;
   }
 
-  // The new running maxima; `shift` is each row's in base-2 units, `correction` the factor
-  // that moves the old output and sum to it. True when any row of the warp moved.
+  // The new reference maxima; `shift` is each row's in base-2 units, `correction` the
+  // factor that moves the old output and sum to it. True when any row of the warp moved.
   template <int kNTiles>
   __device__ __forceinline__ bool advance_max(const AccumulatorTile<kMTiles, kNTiles>& s, float to_log2,
                                               float (&correction)[kRows], float (&shift)[kRows]) {
@@ -72,12 +78,16 @@ struct OnlineSoftmax {
         for (int ni = 0; ni < kNTiles; ++ni)
           tile_max = fmaxf(tile_max, fmaxf(s.value[mi][ni][2 * h], s.value[mi][ni][2 * h + 1]));
         tile_max = quad_max(tile_max);
-        // With every score masked the maximum stays -inf; subtracting 0 instead keeps
-        // exp2(-inf - 0) = 0 rather than exp2(-inf + inf) = NaN.
-        shift[r] = tile_max == -INFINITY ? 0.0f : tile_max * to_log2;
+        // From a -inf reference any allowed score moves it (+inf > kMaxLag); with every
+        // score masked so far the difference is NaN and it stays.
+        const bool move = (tile_max - max[r]) * to_log2 > static_cast<float>(kMaxLag);
+        const float reference = move ? tile_max : max[r];
+        // A -inf reference shifts by 0 instead, so exp2(-inf - 0) = 0 rather than
+        // exp2(-inf + inf) = NaN.
+        shift[r] = reference == -INFINITY ? 0.0f : reference * to_log2;
         correction[r] = ptx::exp2_approx(max[r] * to_log2 - shift[r]);
-        moved |= tile_max != max[r];
-        max[r] = tile_max;
+        moved |= move;
+        max[r] = reference;
       }
     }
     return __any_sync(0xFFFFFFFFu, moved);
