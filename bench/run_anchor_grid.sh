@@ -13,15 +13,21 @@
 # "64;128;256"), TILEFLASH_JOBS, TILEFLASH_COMMIT (commit id to record where the
 # tree has no .git), GRID_SEQ (default 512,...,16384), GRID_HEAD_DIMS, GRID_REPS
 # (default 20), GRID_BACKENDS (default cuda,cudnn), GRID_TORCH_BACKENDS (default
-# sdpa-flash,sdpa-cudnn,sdpa-efficient).
+# sdpa-flash,sdpa-cudnn,sdpa-efficient), GRID_BENCH_BIN (a tileflash-bench built elsewhere,
+# e.g. by scripts/ab_build_prebuilt.sh: no build here).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$bench_root"
 
-"$bench_root/scripts/fetch_third_party.sh"
-build_dir="${TILEFLASH_BUILD_DIR:-build-grid}"
-bench_build "$build_dir" ON -DTILEFLASH_CUDA_ARCHS="${TILEFLASH_CUDA_ARCHS:-90}" \
-  -DTILEFLASH_HEAD_DIMS="${TILEFLASH_HEAD_DIMS:-64;128;256}"
+if [ -n "${GRID_BENCH_BIN:-}" ]; then
+  bench_bin="$GRID_BENCH_BIN"
+else
+  "$bench_root/scripts/fetch_third_party.sh"
+  build_dir="${TILEFLASH_BUILD_DIR:-build-grid}"
+  bench_build "$build_dir" ON -DTILEFLASH_CUDA_ARCHS="${TILEFLASH_CUDA_ARCHS:-90}" \
+    -DTILEFLASH_HEAD_DIMS="${TILEFLASH_HEAD_DIMS:-64;128;256}"
+  bench_bin="$build_dir/bench/tileflash-bench"
+fi
 
 device="$(bench_gpu_name)"
 results="${RESULTS_DIR:-bench/results}"
@@ -33,7 +39,7 @@ grid=(--dtype bf16 --head-dim "${GRID_HEAD_DIMS:-64,128,256}" --hidden 2048 --to
       --reps "${GRID_REPS:-20}" --warmup 5)
 
 status=0
-"$build_dir/bench/tileflash-bench" --backends "${GRID_BACKENDS:-cuda,cudnn}" "${grid[@]}" \
+"$bench_bin" --backends "${GRID_BACKENDS:-cuda,cudnn}" "${grid[@]}" \
   --csv "$scratch/tileflash.csv" 2> >(tee "$scratch/tileflash.log" >&2) || status=1
 PYTHONUNBUFFERED=1 python3 bench/torch_sdpa.py --backends "${GRID_TORCH_BACKENDS:-sdpa-flash,sdpa-cudnn,sdpa-efficient}" \
   "${grid[@]}" --csv "$scratch/torch.csv" 2> >(tee "$scratch/torch.log" >&2) || status=1
