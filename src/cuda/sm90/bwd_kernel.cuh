@@ -369,8 +369,8 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       for (int kk = 0; kk < kBlockM / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p_frag[kk]);
       issue_register_products(dv, p_frag, dout_tile);
 
-      // dS^T = P^T (dP^T - D) with P^T as rounded for dV (as standard attention at this
-      // precision does), so the fp32 P^T need not stay in registers.
+      // dS^T = P^T (dP^T - D), with P^T as rounded for dV (as standard attention at this
+      // precision does) where the fp32 P^T would not fit in registers until here.
       wgmma_wait<1>();  // dP^T (committed before dV) has completed
       pin_accumulators(dp);
 #pragma unroll
@@ -378,7 +378,8 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           const int ni = 2 * kk + j / 2, e = 2 * (j % 2);
-          const float2 prob = ptx::unpack2<Element>(p_frag[kk][j]);
+          const float2 prob = Tile::kDsFromFloatP ? make_float2(scores.value[0][ni][e], scores.value[0][ni][e + 1])
+                                                  : ptx::unpack2<Element>(p_frag[kk][j]);
           const float2 d = *reinterpret_cast<const float2*>(dot + 8 * ni + pair);
           dp.value[0][ni][e] = prob.x * (dp.value[0][ni][e] - d.x);
           dp.value[0][ni][e + 1] = prob.y * (dp.value[0][ni][e + 1] - d.y);

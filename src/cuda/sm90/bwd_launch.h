@@ -67,6 +67,9 @@ struct BackwardTile {
   // setmaxnreg: the launch gives 168 per thread (384 threads, one block per SM). The
   // consumers hold dK, dV (up to 2 x 64), S^T, dP^T (64), the P^T, dS^T operands (32) and,
   // from 128, their dQ columns (32); warpgroup 0 the loads' state and, below 128, dQ (32 or 48).
+  // dS^T from the fp32 P^T still in registers (no unpacking of the rounded operand) where
+  // its 32 registers fit beside dK and dV.
+  static constexpr bool kDsFromFloatP = kHeadDim <= 64;
   static constexpr int kLeaderRegisters = kConsumersComputeDq ? 24 : 88;
   static constexpr int kConsumerRegisters = kConsumersComputeDq ? 240 : 208;
 
