@@ -40,6 +40,6 @@ for spec in "$@"; do
   fi
   gzip -c "$build/bench/tileflash-bench" > "$dest/$label.gz"
 done
-cp scripts/device_ab_prebuilt.sh bench/torch_sdpa.py "$dest/"
+cp scripts/device_ab_prebuilt.sh scripts/ab_summary.py bench/torch_sdpa.py "$dest/"
 cat "$dest/REVISIONS"
 du -sh "$dest"

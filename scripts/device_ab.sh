@@ -34,53 +34,23 @@ wait
 stamp "old built"
 grid=(--dtype bf16 --head-dim "${GD:-64,128,256}" --hidden 2048 --tokens 16384 --seq "${GS:-1024,2048,4096,8192,16384}"
       --causal both --direction "${GDIR:-fwd}" --reps "${REPS:-15}" --warmup 5)
+rm -f /tmp/ab-*.csv  # rounds of an earlier call would join the summary
 [ "${FORCE_SM80:-0}" = 1 ] && export TILEFLASH_FORCE_SM80=1
 for rep in 1 2; do
-  build-device/bench/tileflash-bench --backends cuda "${grid[@]}" --csv /tmp/ab-new$rep.csv > /tmp/ab-new$rep.log 2>&1 ||
-    tail -5 /tmp/ab-new$rep.log
-  /tmp/ab-old/bench/tileflash-bench --backends cuda "${grid[@]}" --csv /tmp/ab-old$rep.csv > /tmp/ab-old$rep.log 2>&1 ||
-    tail -5 /tmp/ab-old$rep.log
+  build-device/bench/tileflash-bench --backends cuda "${grid[@]}" --csv /tmp/ab-new-$rep.csv > /tmp/ab-new-$rep.log 2>&1 ||
+    tail -5 /tmp/ab-new-$rep.log
+  /tmp/ab-old/bench/tileflash-bench --backends cuda "${grid[@]}" --csv /tmp/ab-old-$rep.csv > /tmp/ab-old-$rep.log 2>&1 ||
+    tail -5 /tmp/ab-old-$rep.log
 done
 unset TILEFLASH_FORCE_SM80
 build-device/bench/tileflash-bench --backends cudnn "${grid[@]}" --csv /tmp/ab-cudnn.csv > /tmp/ab-cudnn.log 2>&1 ||
   tail -5 /tmp/ab-cudnn.log
-rm -f /tmp/ab-fa2.csv
 if [ "${FA2:-0}" = 1 ]; then
   PYTHONUNBUFFERED=1 python3 bench/torch_sdpa.py --backends sdpa-flash "${grid[@]}" --csv /tmp/ab-fa2.csv \
     > /tmp/ab-fa2.log 2>&1 || tail -5 /tmp/ab-fa2.log
 fi
 stamp "timed"
-python3 - "$out/ab.csv" <<'PY'
-import csv, math, os, sys
-rows = {}
-def load(path, label):
-    if not os.path.exists(path):
-        return
-    for r in csv.DictReader(l for l in open(path) if not l.startswith("#")):
-        causal = str(int(r["causal"] in ("1", "True", "true")))
-        key = (r["direction"], int(r["head_dim"]), causal, int(r["seq_q"]))
-        rows.setdefault(key, {}).setdefault(label, []).append(float(r["tflops"]))
-for rep in (1, 2):
-    load(f"/tmp/ab-new{rep}.csv", "new")
-    load(f"/tmp/ab-old{rep}.csv", "old")
-load("/tmp/ab-cudnn.csv", "cudnn")
-load("/tmp/ab-fa2.csv", "fa2")
-nan = float("nan")
-with open(sys.argv[1], "w") as out:
-    out.write("direction,head_dim,causal,seq,new1,new2,old1,old2,cudnn,fa2,"
-              "new_over_old,new_over_cudnn,old_over_cudnn,new_over_fa2,old_over_fa2\n")
-    print("dir d   causal seq    new1   new2   old1   old2  cudnn   fa2  new/old new/cudnn old/cudnn new/fa2")
-    for k in sorted(rows):
-        t = rows[k]
-        new = (t.get("new", []) + [nan, nan])[:2]
-        old = (t.get("old", []) + [nan, nan])[:2]
-        c, f = t.get("cudnn", [nan])[0], t.get("fa2", [nan])[0]
-        n, o = max(new), max(old)
-        ratios = [n / o, n / c, o / c, n / f, o / f]
-        out.write(",".join(map(str, [*k, *new, *old, c, f])) + "," + ",".join(f"{x:.4f}" for x in ratios) + "\n")
-        print(f"{k[0]} {k[1]:3} {k[2]:>6} {k[3]:5} " + " ".join(f"{x:6.0f}" for x in [*new, *old, c, f]) +
-              f"  {ratios[0]:6.3f}  {ratios[1]:8.3f}  {ratios[2]:8.3f}  {ratios[3]:6.3f}")
-PY
+python3 scripts/ab_summary.py "$out/ab.csv" old new old
 # The extra device_check.sh steps last (the build is incremental by then).
 read -ra more <<< "${STEPS:-}"
 if [ ${#more[@]} -gt 0 ]; then

@@ -38,6 +38,7 @@ done
 [ ${#labels[@]} -gt 0 ] || { echo "no binaries in $here"; exit 1; }
 grid=(--dtype bf16 --head-dim "${GD:-64,128,256}" --hidden 2048 --tokens 16384 --seq "${GS:-1024,2048,4096,8192,16384}"
       --causal "${CAUSAL:-both}" --direction "${GDIR:-fwd}" --reps "${REPS:-15}" --warmup 5)
+rm -f /tmp/ab-*.csv  # rounds of an earlier call would join the summary
 [ "${FORCE_SM80:-0}" = 1 ] && export TILEFLASH_FORCE_SM80=1
 for round in $(seq 1 "${ROUNDS:-2}"); do
   for label in "${labels[@]}"; do
@@ -49,44 +50,9 @@ done
 unset TILEFLASH_FORCE_SM80
 timeout "${RUN_TIMEOUT:-120}" "/tmp/abbin/${labels[0]}" --backends cudnn "${grid[@]}" --csv /tmp/ab-cudnn.csv > /tmp/ab-cudnn.log 2>&1 ||
   tail -5 /tmp/ab-cudnn.log
-rm -f /tmp/ab-fa2.csv
 if [ "${FA2:-0}" = 1 ]; then
   PYTHONUNBUFFERED=1 python3 "$here/torch_sdpa.py" --backends sdpa-flash "${grid[@]}" --csv /tmp/ab-fa2.csv \
     > /tmp/ab-fa2.log 2>&1 || tail -5 /tmp/ab-fa2.log
 fi
 stamp "timed"
-python3 - "$out/ab.csv" "${BASE:-old}" "${labels[@]}" <<'PY'
-import csv, glob, os, sys
-path, base, labels = sys.argv[1], sys.argv[2], sys.argv[3:]
-rows = {}
-def load(file, label):
-    for r in csv.DictReader(l for l in open(file) if not l.startswith("#")):
-        causal = int(r["causal"] in ("1", "True", "true"))
-        key = (r["direction"], int(r["head_dim"]), causal, int(r["seq_q"]))
-        rows.setdefault(key, {}).setdefault(label, []).append(float(r["tflops"]))
-for label in labels:
-    for file in sorted(glob.glob(f"/tmp/ab-{label}-*.csv")):
-        load(file, label)
-for extra in ("cudnn", "fa2"):
-    if os.path.exists(f"/tmp/ab-{extra}.csv"):
-        load(f"/tmp/ab-{extra}.csv", extra)
-nan = float("nan")
-others = [l for l in labels if l != base]
-header = ["direction", "head_dim", "causal", "seq"] + [f"{l}_rounds" for l in labels] + ["cudnn", "fa2"]
-header += [f"{l}_over_{base}" for l in others] + [f"{l}_over_cudnn" for l in labels] + [f"{l}_over_fa2" for l in labels]
-with open(path, "w") as f:
-    f.write(",".join(header) + "\n")
-    print(" ".join(header[:4]), " ".join(f"{l:>9}" for l in labels), "cudnn", " ".join(f"{l}/{base}" for l in others),
-          " ".join(f"{l}/cudnn" for l in labels))
-    for k in sorted(rows):
-        t = rows[k]
-        best = {l: max(t.get(l, [nan])) for l in labels}
-        c, fa = t.get("cudnn", [nan])[0], t.get("fa2", [nan])[0]
-        cols = [*map(str, k)] + ["/".join(f"{x:.1f}" for x in t.get(l, [])) for l in labels] + [f"{c:.1f}", f"{fa:.1f}"]
-        cols += [f"{best[l] / best.get(base, nan):.4f}" for l in others]
-        cols += [f"{best[l] / c:.4f}" for l in labels] + [f"{best[l] / fa:.4f}" for l in labels]
-        f.write(",".join(cols) + "\n")
-        print(f"{k[0]} {k[1]:3} {k[2]} {k[3]:5}", " ".join(f"{best[l]:9.1f}" for l in labels), f"{c:6.1f}",
-              " ".join(f"{best[l] / best.get(base, nan):8.3f}" for l in others),
-              " ".join(f"{best[l] / c:8.3f}" for l in labels))
-PY
+python3 "$here/ab_summary.py" "$out/ab.csv" "${BASE:-old}" "${labels[@]}"
