@@ -148,8 +148,7 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
   AccumulatorTile<1, kHeadDim / 8> out;
   AccumulatorTile<1, kBlockN / 8> scores;
   std::uint32_t p[kBlockN / 16][4];
-  static_assert(Tile::kMaxLag == 0 || Tile::kMaxLag == kLazyRescaleLag);
-  OnlineSoftmax<1, Tile::kMaxLag> softmax;
+  OnlineSoftmax<1, (Tile::kLazyRescale ? kLazyRescaleLag : 0)> softmax;
 
   // S = Q K^T of the key tile in `slot`, issued as one wgmma group (not waited for).
   const auto issue_scores = [&](const RingPosition<kStages>& slot) {

@@ -53,10 +53,10 @@ struct ForwardTile {
   // d = 64, where the exponentials load the special-function unit as much as the products
   // load the tensor cores, so the overlap gains nothing (perf-notes-hopper.md, v8).
   static constexpr bool kOutputWaitAtNextTrip = kHeadDim > 64;
-  // The lazy output rescale (OnlineSoftmax) gained 3-4 % at d = 256 and 1-2 % in the tall
-  // tile, but cost 5-7 % in the 128-row tile at d = 64 (H200 A/B, perf-notes-hopper.md v11),
-  // which keeps rescaling whenever a row's maximum moves.
-  static constexpr int kMaxLag = kRowBlock == 128 && kHeadDim <= 64 ? 0 : 8;  // 8: kLazyRescaleLag
+  // The lazy output rescale (OnlineSoftmax's kLazyRescaleLag) gained 3-4 % at d = 256 and
+  // 1-2 % in the tall tile, but cost 5-7 % in the 128-row tile at d = 64 (H200 A/B,
+  // perf-notes-hopper.md v11), which keeps rescaling whenever a row's maximum moves.
+  static constexpr bool kLazyRescale = kRowBlock == 192 || kHeadDim > 64;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
   static_assert(kRowBlock == 128 || (kRowBlock == 192 && kHeadDim <= 64), "the tall tile is for head dims up to 64");
