@@ -445,11 +445,13 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
         AccumulatorTile<1, Tile::kDqCols / 8> dq;
         issue_dq_product<Tile, Element>(dq, ptx::smem_address(ds_tile),
                                         ptx::smem_address(smem.k()) + consumer * kBlockN * 128);
-        wgmma_wait<0>();
+        // dQ reads dS^T and K only: the Q/dO slot frees once dV and dK have read it.
+        wgmma_wait<1>();
         pin_accumulators(dv);
         pin_accumulators(dk);
-        pin_accumulators(dq);
         mbarrier_arrive(smem.rows_empty(slot.stage));
+        wgmma_wait<0>();
+        pin_accumulators(dq);
         constexpr int kWarpFloats = Tile::kDqCols / 8 * 32 * 4;
         reduce_dq_rows<Tile::kDqCols, 0>(
             dq, smem.dq_stage(consumer) + warp * kWarpFloats,
