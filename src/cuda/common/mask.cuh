@@ -24,22 +24,43 @@ __device__ __forceinline__ void for_each_score(AccumulatorTile<kMTiles, kNTiles>
         f(acc.value[mi][ni][e], row0 + accumulator_row(mi, e), col0 + accumulator_col(ni, e));
 }
 
+// The allowed columns [first_col, end_col) of the accumulator rows this lane holds (rows
+// row0 + 16 mi + 8 h + lane_group()), clamped to [0, seq_k] so they fit in 32 bits. A
+// kernel that masks several key tiles of the same rows computes them once: rebuilt per
+// tile, the 64-bit intervals cost the sm90 forward ~36 instructions per key tile, which
+// ptxas hoisted ahead of the test of whether the tile needs a mask at all.
+template <int kMTiles>
+struct RowIntervals {
+  int first[kMTiles][2], end[kMTiles][2];
+
+  __device__ __forceinline__ RowIntervals(const detail::BandMask& mask, std::int64_t row0) {
+#pragma unroll
+    for (int mi = 0; mi < kMTiles; ++mi)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const std::int64_t row = row0 + 16 * mi + 8 * h + lane_group();
+        const std::int64_t lo = mask.first_col(row);
+        first[mi][h] = static_cast<int>(lo < mask.seq_k ? lo : mask.seq_k);
+        end[mi][h] = static_cast<int>(mask.end_col(row));
+      }
+  }
+};
+
 // Disallowed scores become -inf, so they vanish from the softmax (exp2(-inf) = 0). Each
-// row's allowed columns form one interval [first_col, end_col), so the test per score is
-// two 32-bit compares against the tile-local interval.
+// row's allowed columns form one interval, so the test per score is two 32-bit compares
+// against the tile-local interval; col0 is the tile's first column.
 template <int kMTiles, int kNTiles>
-__device__ __forceinline__ void apply_band_mask(AccumulatorTile<kMTiles, kNTiles>& acc, const detail::BandMask& mask,
-                                                std::int64_t row0, std::int64_t col0) {
+__device__ __forceinline__ void apply_row_intervals(AccumulatorTile<kMTiles, kNTiles>& acc,
+                                                   const RowIntervals<kMTiles>& rows, int col0) {
+  const auto local = [&](int col) {
+    const int c = col - col0;
+    return c < 0 ? -1 : (c > 8 * kNTiles ? 8 * kNTiles : c);
+  };
 #pragma unroll
   for (int mi = 0; mi < kMTiles; ++mi)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const std::int64_t row = row0 + 16 * mi + 8 * h + lane_group();
-      const auto local = [&](std::int64_t col) {
-        const std::int64_t c = col - col0;
-        return static_cast<int>(c < 0 ? -1 : (c > 8 * kNTiles ? 8 * kNTiles : c));
-      };
-      const int first = local(mask.first_col(row)), end = local(mask.end_col(row));
+      const int first = local(rows.first[mi][h]), end = local(rows.end[mi][h]);
 #pragma unroll
       for (int ni = 0; ni < kNTiles; ++ni)
 #pragma unroll
@@ -48,6 +69,12 @@ __device__ __forceinline__ void apply_band_mask(AccumulatorTile<kMTiles, kNTiles
           if (col < first || col >= end) acc.value[mi][ni][2 * h + c] = -INFINITY;
         }
     }
+}
+
+template <int kMTiles, int kNTiles>
+__device__ __forceinline__ void apply_band_mask(AccumulatorTile<kMTiles, kNTiles>& acc, const detail::BandMask& mask,
+                                                std::int64_t row0, std::int64_t col0) {
+  apply_row_intervals(acc, RowIntervals<kMTiles>(mask, row0), static_cast<int>(col0));
 }
 
 // The same mask on a transposed score tile, rows keys and columns query rows (the Hopper

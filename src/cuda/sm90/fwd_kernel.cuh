@@ -143,34 +143,38 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int warp_row0 = 64 * consumer + 16 * (static_cast<int>(threadIdx.x / 32) % 4);
   const float to_log2 = args.scale * kLog2e;
-  const std::uint32_t q_rows = ptx::smem_address(smem.q()) + 64 * consumer * 128;
 
   AccumulatorTile<1, kHeadDim / 8> out;
   AccumulatorTile<1, kBlockN / 8> scores;
   std::uint32_t p[kBlockN / 16][4];
   OnlineSoftmax<1, (Tile::kLazyRescale ? kLazyRescaleLag : 0)> softmax;
 
+  // The wgmma descriptors of every k-step are advanced by one add from these (a descriptor
+  // built from an address costs 4-5 instructions, 16 of them per key tile at d = 64).
+  const std::uint64_t q_descriptor = k_major_descriptor(ptx::smem_address(smem.q()) + 64 * consumer * 128);
+  const std::uint64_t k_descriptor = k_major_descriptor(ptx::smem_address(smem.k(0)));
+  const std::uint64_t v_descriptor = n_major_descriptor(ptx::smem_address(smem.v(0)), kBlockN * 128);
   // S = Q K^T of the key tile in `slot`, issued as one wgmma group (not waited for).
   const auto issue_scores = [&](const RingPosition<kStages>& slot) {
-    const std::uint32_t k_tile = ptx::smem_address(smem.k(slot.stage));
+    const std::uint64_t k_tile = advance_descriptor(k_descriptor, slot.stage * Tile::kKVBytes);
     mbarrier_wait(smem.k_full(slot.stage), slot.parity);
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
       const std::uint32_t offset = 32 * (ks % 4);
-      Wgmma<Element, kBlockN>::ss(scores, k_major_descriptor(q_rows + (ks / 4) * kBlockM * 128 + offset),
-                                  k_major_descriptor(k_tile + (ks / 4) * kBlockN * 128 + offset), ks > 0);
+      Wgmma<Element, kBlockN>::ss(scores, advance_descriptor(q_descriptor, (ks / 4) * kBlockM * 128 + offset),
+                                  advance_descriptor(k_tile, (ks / 4) * kBlockN * 128 + offset), ks > 0);
     }
     wgmma_commit();
   };
   // O += P V of the key tile in `slot`, one wgmma group (not waited for).
   const auto issue_output = [&](const RingPosition<kStages>& slot) {
-    const std::uint32_t v_tile = ptx::smem_address(smem.v(slot.stage));
+    const std::uint64_t v_tile = advance_descriptor(v_descriptor, slot.stage * Tile::kKVBytes);
     mbarrier_wait(smem.v_full(slot.stage), slot.parity);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk)
-      Wgmma<Element, kHeadDim>::rs(out, p[kk], n_major_descriptor(v_tile + kk * 16 * 128, kBlockN * 128), 1);
+      Wgmma<Element, kHeadDim>::rs(out, p[kk], advance_descriptor(v_tile, kk * 16 * 128), 1);
     wgmma_commit();
   };
   // Each warp releases its share of a slot once its wgmma reading the slot are complete.
@@ -199,9 +203,9 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
     const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
     if (work.rows_valid <= 0) continue;
     const KeyTileRange& keys = work.keys;
+    const RowIntervals<1> rows(work.mask, work.row_begin + warp_row0);
     const auto mask_scores = [&](int n) {
-      if (keys.needs_mask(n))
-        apply_band_mask(scores, work.mask, work.row_begin + warp_row0, static_cast<std::int64_t>(n) * kBlockN);
+      if (keys.needs_mask(n)) apply_row_intervals(scores, rows, n * kBlockN);
     };
     out.fill(0.0f);
     softmax.init();
