@@ -57,6 +57,12 @@ struct ForwardTile {
   // 1-2 % in the tall tile, but cost 5-7 % in the 128-row tile at d = 64 (H200 A/B,
   // perf-notes-hopper.md v11), which keeps rescaling whenever a row's maximum moves.
   static constexpr bool kLazyRescale = kRowBlock == 192 || kHeadDim > 64;
+  // wgmma descriptors of the k-steps advanced by one add from a base per operand instead
+  // of rebuilt from the address (4-5 instructions each, 16 per key tile at d = 64): +1-3 %
+  // at d = 96-256 and in the tall tile, but -6 to -9 % in the 128-row d = 64 tile (H200 A/B,
+  // perf-notes-hopper.md v12), which, as with the lazy rescale, ran slower with fewer
+  // instructions in its loop. Not understood.
+  static constexpr bool kAdvanceDescriptors = kRowBlock == 192 || kHeadDim > 64;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
   static_assert(kRowBlock == 128 || (kRowBlock == 192 && kHeadDim <= 64), "the tall tile is for head dims up to 64");
