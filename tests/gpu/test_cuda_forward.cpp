@@ -121,19 +121,20 @@ TEST(CudaForward, LaggingReferenceMaximum) {
   });
 }
 
-// From 8192 query rows, head dims up to 64 take the Hopper forward's tall tile (192 rows,
-// three consumer warpgroups). Row counts that leave a partial last tile, GQA, causal with
-// seq_q != seq_k, a sliding window, both dtypes.
+// From 8192 query rows (2048 without a band mask), head dims up to 64 take the Hopper
+// forward's tall tile (192 rows, three consumer warpgroups). Row counts that leave a partial
+// last tile, GQA, causal with seq_q != seq_k, a sliding window, both dtypes, and an
+// unmasked call of 2100 rows against 3001 keys.
 TEST(CudaForward, TallTileFromLongSequences) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 700;
-  for (int variant = 0; variant < 3; ++variant) {
+  for (int variant = 0; variant < 4; ++variant) {
     CaseConfig c = gpu::base_case(variant == 2 ? DType::float16 : DType::bfloat16, variant == 2 ? 40 : 64);
     c.batch = 1;
     c.heads_q = 2;
     c.heads_kv = 1;
-    c.seq_q = 8200;
-    c.seq_k = variant == 1 ? 9001 : 8200;
+    c.seq_q = variant == 3 ? 2100 : 8200;
+    c.seq_k = variant == 1 ? 9001 : variant == 3 ? 3001 : 8200;
     c.causal = variant == 1;
     if (variant == 2) {
       c.window_left = 1000;

@@ -27,7 +27,7 @@ struct ForwardTensorMaps {
 // ptxas spilled 48 bytes in the loop). Each K/V tile then feeds 1.5x the rows and a third
 // warpgroup's softmax fills the tensor cores' gaps: +11 % at 8k, +19 % at 16k, but less
 // at short sequences (-12 % at 1k: 192-row blocks leave more partial tiles and fewer
-// blocks), so launch_forward takes it from kTallTileMinRows query rows.
+// blocks), so launch_forward takes it from tall_tile_min_rows query rows.
 template <int kHeadDimTile, int kRowBlock = 128>
 struct ForwardTile {
   static constexpr int kHeadDim = kHeadDimTile;
@@ -71,8 +71,11 @@ struct ForwardTile {
                 "register reallocation exceeds the register file");
 };
 
-// Query rows (the longest sequence's) from which head dims up to 64 take the tall tile.
-constexpr std::int64_t kTallTileMinRows = 8192;
+// Query rows (the longest sequence's) from which head dims up to 64 take the tall tile:
+// from 2048 without a band mask (+1 % at 2k, +4 % at 4k over the 128-row tile), from 8192
+// under a causal or window mask (-1.5 to -5 % at 2k-4k there: its tiles are partly masked
+// and the 192-row blocks' share of partial tiles is larger). H200 A/Bs, perf-notes-hopper.md.
+constexpr std::int64_t tall_tile_min_rows(bool banded) { return banded ? 8192 : 2048; }
 
 // What the tensor maps of one call are built from; the box sizes come from the tile.
 struct TensorMapGeometry {
