@@ -425,11 +425,12 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
                                   dq[j].value[0][i][3]));
         };
         issue_dq_product<Tile, Element>(dq[0], ds_address, k_tile + (col_base / 64) * kBlockN * 128);
-        wgmma_wait<0>();  // dV and dK have read this block's Q and dO too
+        wgmma_wait<1>();  // dV and dK have read this block's Q and dO: the slot is free
         pin_accumulators(dv);
         pin_accumulators(dk);
-        pin_accumulators(dq[0]);
         mbarrier_arrive(smem.rows_empty(slot.stage));
+        wgmma_wait<0>();
+        pin_accumulators(dq[0]);
 #pragma unroll
         for (int j = 1; j < Tile::kDqProducts; ++j) {
           issue_dq_product<Tile, Element>(dq[j], ds_address, k_tile + (col_base / 64 + j) * kBlockN * 128);
