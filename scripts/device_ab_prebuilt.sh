@@ -10,7 +10,9 @@
 # CudaForward*:CudaBackward*) run first, to $OUT/tests.log.
 # Environment: GD, GS, GDIR, REPS, CAUSAL (the grid: head dims, seqs, fwd|bwd|fwd,bwd,
 # repetitions, both|0|1), BASE (the label the others are divided by, default old), ROUNDS, FA2,
-# FORCE_SM80 (1 times every variant on the Ampere-class kernels).
+# FORCE_SM80 (1 times every variant on the Ampere-class kernels), LABELS (a subset of the
+# variants, space-separated; a second run in the same call reuses the unpacked binaries),
+# TESTS (0 skips the tests).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${OUT:-/tmp/ab-prebuilt}
@@ -22,7 +24,7 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv,noheader | tee 
 # The binaries were linked here with RUNPATH /usr/local/cuda/lib; the machine's CUDA may keep
 # its libraries under lib64 or in the system's paths.
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}
-if [ -f "$here/tests/tileflash_tests.gz" ]; then
+if [ -f "$here/tests/tileflash_tests.gz" ] && [ "${TESTS:-1}" = 1 ]; then
   gunzip -c "$here/tests/tileflash_tests.gz" > /tmp/abbin/tileflash_tests && chmod +x /tmp/abbin/tileflash_tests
   timeout "${TEST_TIMEOUT:-300}" /tmp/abbin/tileflash_tests --gtest_filter="${TF:-CudaForward*:CudaBackward*}" \
     > "$out/tests.log" 2>&1
@@ -33,7 +35,9 @@ fi
 labels=()
 for archive in "$here"/*.gz; do
   label=$(basename "$archive" .gz)
-  gunzip -c "$archive" > "/tmp/abbin/$label" && chmod +x "/tmp/abbin/$label" && labels+=("$label")
+  [ -n "${LABELS:-}" ] && [[ " $LABELS " != *" $label "* ]] && continue
+  [ -x "/tmp/abbin/$label" ] || gunzip -c "$archive" > "/tmp/abbin/$label" && chmod +x "/tmp/abbin/$label"
+  labels+=("$label")
 done
 [ ${#labels[@]} -gt 0 ] || { echo "no binaries in $here"; exit 1; }
 grid=(--dtype bf16 --head-dim "${GD:-64,128,256}" --hidden 2048 --tokens 16384 --seq "${GS:-1024,2048,4096,8192,16384}"
