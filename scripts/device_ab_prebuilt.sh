@@ -36,7 +36,7 @@ labels=()
 for archive in "$here"/*.gz; do
   label=$(basename "$archive" .gz)
   [ -n "${LABELS:-}" ] && [[ " $LABELS " != *" $label "* ]] && continue
-  [ -x "/tmp/abbin/$label" ] || gunzip -c "$archive" > "/tmp/abbin/$label" && chmod +x "/tmp/abbin/$label"
+  [ -x "/tmp/abbin/$label" ] || { gunzip -c "$archive" > "/tmp/abbin/$label" && chmod +x "/tmp/abbin/$label"; }
   labels+=("$label")
 done
 [ ${#labels[@]} -gt 0 ] || { echo "no binaries in $here"; exit 1; }
