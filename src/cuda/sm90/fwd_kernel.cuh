@@ -149,46 +149,32 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
   std::uint32_t p[kBlockN / 16][4];
   OnlineSoftmax<1, (Tile::kLazyRescale ? kLazyRescaleLag : 0)> softmax;
 
-  // The wgmma descriptor of each k-step's operand `offset` bytes into Q, or into the K or V
-  // tile of a stage: one add to a base descriptor where ForwardTile::kAdvanceDescriptors
-  // says so, else built from the shared-memory address.
-  const std::uint32_t q_address = ptx::smem_address(smem.q()) + 64 * consumer * 128;
-  const std::uint64_t q_descriptor = k_major_descriptor(q_address);
+  // The wgmma descriptors of every k-step are advanced by one add from these (a descriptor
+  // built from an address costs 4-5 instructions, 16 of them per key tile at d = 64).
+  const std::uint64_t q_descriptor = k_major_descriptor(ptx::smem_address(smem.q()) + 64 * consumer * 128);
   const std::uint64_t k_descriptor = k_major_descriptor(ptx::smem_address(smem.k(0)));
   const std::uint64_t v_descriptor = n_major_descriptor(ptx::smem_address(smem.v(0)), kBlockN * 128);
-  const auto q_operand = [&](std::uint32_t offset) {
-    if constexpr (Tile::kAdvanceDescriptors) return advance_descriptor(q_descriptor, offset);
-    else return k_major_descriptor(q_address + offset);
-  };
-  const auto k_operand = [&](int stage, std::uint32_t offset) {
-    if constexpr (Tile::kAdvanceDescriptors)
-      return advance_descriptor(advance_descriptor(k_descriptor, stage * Tile::kKVBytes), offset);
-    else return k_major_descriptor(ptx::smem_address(smem.k(stage)) + offset);
-  };
-  const auto v_operand = [&](int stage, std::uint32_t offset) {
-    if constexpr (Tile::kAdvanceDescriptors)
-      return advance_descriptor(advance_descriptor(v_descriptor, stage * Tile::kKVBytes), offset);
-    else return n_major_descriptor(ptx::smem_address(smem.v(stage)) + offset, kBlockN * 128);
-  };
   // S = Q K^T of the key tile in `slot`, issued as one wgmma group (not waited for).
   const auto issue_scores = [&](const RingPosition<kStages>& slot) {
+    const std::uint64_t k_tile = advance_descriptor(k_descriptor, slot.stage * Tile::kKVBytes);
     mbarrier_wait(smem.k_full(slot.stage), slot.parity);
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
       const std::uint32_t offset = 32 * (ks % 4);
-      Wgmma<Element, kBlockN>::ss(scores, q_operand((ks / 4) * kBlockM * 128 + offset),
-                                  k_operand(slot.stage, (ks / 4) * kBlockN * 128 + offset), ks > 0);
+      Wgmma<Element, kBlockN>::ss(scores, advance_descriptor(q_descriptor, (ks / 4) * kBlockM * 128 + offset),
+                                  advance_descriptor(k_tile, (ks / 4) * kBlockN * 128 + offset), ks > 0);
     }
     wgmma_commit();
   };
   // O += P V of the key tile in `slot`, one wgmma group (not waited for).
   const auto issue_output = [&](const RingPosition<kStages>& slot) {
+    const std::uint64_t v_tile = advance_descriptor(v_descriptor, slot.stage * Tile::kKVBytes);
     mbarrier_wait(smem.v_full(slot.stage), slot.parity);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk)
-      Wgmma<Element, kHeadDim>::rs(out, p[kk], v_operand(slot.stage, kk * 16 * 128), 1);
+      Wgmma<Element, kHeadDim>::rs(out, p[kk], advance_descriptor(v_tile, kk * 16 * 128), 1);
     wgmma_commit();
   };
   // Each warp releases its share of a slot once its wgmma reading the slot are complete.

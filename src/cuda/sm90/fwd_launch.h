@@ -49,20 +49,16 @@ struct ForwardTile {
   // next scores, the wait ends up before that softmax: ptxas hoists wgmma.wait_group above
   // the independent arithmetic of its basic block (CUDA 13.0 SASS), so the softmax never
   // ran under the product. Waiting at the top of the next trip instead (another basic
-  // block) keeps them overlapped: +1-3.5 % at d = 128 and 256 from 4k keys, but -2-3 % at
-  // d = 64, where the exponentials load the special-function unit as much as the products
-  // load the tensor cores, so the overlap gains nothing (perf-notes-hopper.md, v8).
-  static constexpr bool kOutputWaitAtNextTrip = kHeadDim > 64;
+  // block) keeps them overlapped: +1-3.5 % at d = 128 and 256 from 4k keys (v8). At d = 64,
+  // where the exponentials load the special-function unit as much as the products load the
+  // tensor cores, it cost 2-3 % then, and -3 % in the tall tile still; in the 128-row tile it
+  // gains 1-2.7 % since the k-step descriptors are advanced by adds, which cost that tile
+  // 6.5-9 % with the wait in the same trip (perf-notes-hopper.md, v8 and v12).
+  static constexpr bool kOutputWaitAtNextTrip = kRowBlock == 128;
   // The lazy output rescale (OnlineSoftmax's kLazyRescaleLag) gained 3-4 % at d = 256 and
   // 1-2 % in the tall tile, but cost 5-7 % in the 128-row tile at d = 64 (H200 A/B,
   // perf-notes-hopper.md v11), which keeps rescaling whenever a row's maximum moves.
   static constexpr bool kLazyRescale = kRowBlock == 192 || kHeadDim > 64;
-  // wgmma descriptors of the k-steps advanced by one add from a base per operand instead
-  // of rebuilt from the address (4-5 instructions each, 16 per key tile at d = 64): +1-3 %
-  // at d = 96-256 and in the tall tile, but -6 to -9 % in the 128-row d = 64 tile (H200 A/B,
-  // perf-notes-hopper.md v12), which, as with the lazy rescale, ran slower with fewer
-  // instructions in its loop. Not understood.
-  static constexpr bool kAdvanceDescriptors = kRowBlock == 192 || kHeadDim > 64;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
   static_assert(kRowBlock == 128 || (kRowBlock == 192 && kHeadDim <= 64), "the tall tile is for head dims up to 64");
