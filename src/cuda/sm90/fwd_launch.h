@@ -57,7 +57,8 @@ struct ForwardTile {
   static constexpr bool kOutputWaitAtNextTrip = kRowBlock == 128;
   // The lazy output rescale (OnlineSoftmax's kLazyRescaleLag) gained 3-4 % at d = 256 and
   // 1-2 % in the tall tile, but cost 5-7 % in the 128-row tile at d = 64 (H200 A/B,
-  // perf-notes-hopper.md v11), which keeps rescaling whenever a row's maximum moves.
+  // perf-notes-hopper.md v11; 1 % with that tile's next-trip wait, v12), which keeps
+  // rescaling whenever a row's maximum moves.
   static constexpr bool kLazyRescale = kRowBlock == 192 || kHeadDim > 64;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
