@@ -7,7 +7,9 @@
 # `cp scripts/device_ncu_compare.sh .carry/abbin/ && bash .carry/abbin/device_ncu_compare.sh`
 # (or run it from the tree: bench/torch_sdpa.py must sit beside it or in bench/).
 # Prints one line of metrics per kernel; environment: CASES (sm90, dir:d:causal:seq),
-# CUDNN_CASES, FA2_CASES (empty skips a group).
+# CUDNN_CASES, FA2_CASES (empty skips a group). With SOURCE_OUT=<dir> it writes each kernel's
+# source page instead (one row per SASS instruction: executed count, stall samples) to
+# <dir>/<group>_<case>.csv, for scripts/opcode_compare.py and scripts/stall_summary.py.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 sdpa=$here/torch_sdpa.py
@@ -39,27 +41,34 @@ for (i, name), m in kernels.items():
     print(f"== {label} [{i}] {name[:140]}\n   " + "  ".join(f"{short(k)}={v}" for k, v in sorted(m.items())))
 PY
 }
+# profile LABEL FILE KERNEL SKIP COUNT COMMAND...: metrics summary, or the source page under SOURCE_OUT.
+profile() {
+  local label=$1 file=$2 kernel=$3 skip=$4 count=$5; shift 5
+  if [ -n "${SOURCE_OUT:-}" ]; then
+    mkdir -p "$SOURCE_OUT"
+    timeout 200 ncu --clock-control none --kernel-name-base demangled -k "$kernel" -s "$skip" -c 1 \
+      --section SourceCounters -f -o /tmp/ncu/$file "$@" > /tmp/ncu/$file.log 2>&1
+    ncu -i /tmp/ncu/$file.ncu-rep --page source --csv --print-source sass > "$SOURCE_OUT/$file.csv" 2> /dev/null
+    echo "== $label: $(wc -l < "$SOURCE_OUT/$file.csv") SASS rows -> $file.csv"
+  else
+    timeout 120 ncu --clock-control none --kernel-name-base demangled -k "$kernel" -s "$skip" -c "$count" --csv \
+      --metrics $metrics "$@" > /tmp/ncu/$file.csv 2> /dev/null
+    summary "$label" /tmp/ncu/$file.csv
+  fi
+}
 shape() { IFS=: read -r dir d causal seq <<< "$1"; args=(--dtype bf16 --head-dim "$d" --hidden 2048 --tokens 16384 --seq "$seq" --causal "$causal" --direction "$dir" --reps 1 --warmup 1); }
 for case in ${CASES-fwd:64:0:2048 fwd:64:0:8192 fwd:128:0:2048 bwd:128:0:8192 bwd:64:0:8192}; do
   shape "$case"
   kernel=$([ "$dir" = bwd ] && echo regex:sm90::backward_kernel || echo regex:sm90::forward_kernel)
-  timeout 120 ncu --clock-control none --kernel-name-base demangled -k $kernel -s 1 -c 1 --csv --metrics $metrics \
-    $bench --backends cuda "${args[@]}" > /tmp/ncu/sm90.csv 2> /dev/null
-  summary "tileflash sm90 $case" /tmp/ncu/sm90.csv
+  profile "tileflash sm90 $case" "sm90_${case//:/_}" $kernel 1 1 $bench --backends cuda "${args[@]}"
 done
 for case in ${CUDNN_CASES-fwd:64:0:2048 fwd:128:0:2048 bwd:128:0:8192}; do
   shape "$case"
-  timeout 120 ncu --clock-control none --kernel-name-base demangled -k regex:'fprop|bprop' -c 2 --csv --metrics $metrics \
-    $bench --backends cudnn "${args[@]}" > /tmp/ncu/cudnn.csv 2> /dev/null
-  summary "cudnn $case" /tmp/ncu/cudnn.csv
+  profile "cudnn $case" "cudnn_${case//:/_}" regex:$([ "$dir" = bwd ] && echo bprop || echo fprop) 0 1 $bench --backends cudnn "${args[@]}"
 done
 for case in ${FA2_CASES-fwd:256:0:8192 bwd:128:0:8192}; do
   shape "$case"
   if [ "$dir" = bwd ]; then ours=regex:backward_main_kernel; fa2=regex:flash_bwd_dq_dk_dv; else ours=regex:sm80::forward_kernel; fa2=regex:flash_fwd_kernel; fi
-  TILEFLASH_FORCE_SM80=1 timeout 120 ncu --clock-control none --kernel-name-base demangled -k $ours -s 1 -c 1 --csv \
-    --metrics $metrics $bench --backends cuda "${args[@]}" > /tmp/ncu/sm80.csv 2> /dev/null
-  summary "tileflash sm80 forced $case" /tmp/ncu/sm80.csv
-  timeout 120 ncu --clock-control none --kernel-name-base demangled -k $fa2 -s 1 -c 1 --csv --metrics $metrics \
-    python3 "$sdpa" --backends sdpa-flash --check 0 "${args[@]}" > /tmp/ncu/fa2.csv 2> /dev/null
-  summary "SDPA flash (FA2) $case" /tmp/ncu/fa2.csv
+  TILEFLASH_FORCE_SM80=1 profile "tileflash sm80 forced $case" "sm80_${case//:/_}" $ours 1 1 $bench --backends cuda "${args[@]}"
+  profile "SDPA flash (FA2) $case" "fa2_${case//:/_}" $fa2 1 1 python3 "$sdpa" --backends sdpa-flash --check 0 "${args[@]}"
 done
