@@ -115,7 +115,7 @@ __device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, con
     if (work.keys.empty()) continue;
     const int kv_head = work.head / (args.heads_q / args.heads_kv);
     // The Q slot is free once every consumer warp's last Q K^T of the previous tile is done.
-    mbarrier_wait(smem.q_empty(), q_slot.parity ^ 1u);
+    mbarrier_wait_idle(smem.q_empty(), q_slot.parity ^ 1u);
     load_tile<Tile, kBlockM>(smem.q(), &maps.q, smem.q_full(), work.seq.q_begin + work.row_begin, work.head,
                              work.tma_batch);
     q_slot.advance();
@@ -123,10 +123,10 @@ __device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, con
     // slots so the next K can land while this V is still being read.
     for (int n = work.keys.end - 1; n >= work.keys.begin; --n, slot.advance()) {
       const int key_row = work.seq.k_begin + n * kBlockN;
-      mbarrier_wait(smem.k_empty(slot.stage), slot.parity ^ 1u);
+      mbarrier_wait_idle(smem.k_empty(slot.stage), slot.parity ^ 1u);
       load_tile<Tile, kBlockN>(smem.k(slot.stage), &maps.k, smem.k_full(slot.stage), key_row, kv_head,
                                work.tma_batch);
-      mbarrier_wait(smem.v_empty(slot.stage), slot.parity ^ 1u);
+      mbarrier_wait_idle(smem.v_empty(slot.stage), slot.parity ^ 1u);
       load_tile<Tile, kBlockN>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage), key_row, kv_head,
                                work.tma_batch);
     }
@@ -203,22 +203,44 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
     const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
     if (work.rows_valid <= 0) continue;
     const KeyTileRange& keys = work.keys;
+    // With kWarpgroupKeyTiles, this warpgroup's own key tiles: a subset of the block's,
+    // fewer where its 64 rows need fewer (the upper rows of a causal diagonal tile, rows
+    // past the sequence end in the last row tile, the lower rows of a window). It keeps
+    // its turns and frees its share of the other tiles' slots without computing them.
+    KeyTileRange own = keys;
+    if constexpr (Tile::kWarpgroupKeyTiles) {
+      const int own_row_end = 64 * consumer + 64 < work.rows_valid ? 64 * consumer + 64 : work.rows_valid;
+      own = key_tiles_for_rows<kBlockN>(work.mask, work.row_begin + 64 * consumer, work.row_begin + own_row_end);
+      if (own.empty()) own.begin = own.end = keys.begin;
+    }
     const RowIntervals<1> rows(work.mask, work.row_begin + warp_row0);
     const auto mask_scores = [&](int n) {
-      if (keys.needs_mask(n)) apply_row_intervals(scores, rows, n * kBlockN);
+      if (own.needs_mask(n)) apply_row_intervals(scores, rows, n * kBlockN);
+    };
+    const auto skip_key_tile = [&] {
+      turns.wait();
+      turns.pass();
+      mbarrier_wait(smem.k_full(slot.stage), slot.parity);
+      release(smem.k_empty(slot.stage));
+      mbarrier_wait(smem.v_full(slot.stage), slot.parity);
+      release(smem.v_empty(slot.stage));
+      slot.advance();
     };
     out.fill(0.0f);
     softmax.init();
     if (!keys.empty()) {
       mbarrier_wait(smem.q_full(), q_slot.parity);
       q_slot.advance();
+      for (int n = keys.end - 1; n >= own.end; --n) skip_key_tile();
+    }
+    if (!own.empty()) {
       turns.wait();
       issue_scores(slot);
       turns.pass();
       wgmma_wait<0>();
       pin_accumulators(scores);
       release(smem.k_empty(slot.stage));
-      mask_scores(keys.end - 1);
+      mask_scores(own.end - 1);
       float correction[2];
       bool moved = softmax.exponentiate(scores, to_log2, correction);
       // Waits for the P V product in flight, if any, releases the V slot it read, and
@@ -232,7 +254,7 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
         scores_to_p();
       };
       if constexpr (!Tile::kOutputWaitAtNextTrip) finish_output();
-      for (int n = keys.end - 2; n >= keys.begin; --n) {
+      for (int n = own.end - 2; n >= own.begin; --n) {
         if constexpr (Tile::kOutputWaitAtNextTrip) finish_output();
         output_slot = slot;
         output_in_flight = true;
@@ -263,7 +285,13 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
       pin_accumulators(out);
       release(smem.v_empty(slot.stage));
       slot.advance();
+    } else if (!keys.empty()) {
+      // The turn in which the others issue their last P V.
+      release(smem.q_empty());
+      turns.wait();
+      turns.pass();
     }
+    for (int n = own.begin - 1; n >= keys.begin; --n) skip_key_tile();
 
     // Epilogue: normalise and store each lane's pairs of columns; head-dim columns past
     // head_dim (zero-filled by TMA) and rows past the sequence end are not written. Rows
@@ -325,7 +353,10 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     if (threadIdx.x == 0) produce_tiles<Tile>(maps, args, smem);
   } else {
     claim_registers<Tile::kConsumerRegisters>();
-    consume_tiles<Tile, Element>(args, smem, warpgroup - 1);
+    // Broadcast from lane 0 so ptxas knows the index is warp-uniform: the warpgroup's own
+    // key tiles derive from it, and with them the ring slots, whose barrier addresses and
+    // wgmma descriptors then stay in uniform registers.
+    consume_tiles<Tile, Element>(args, smem, __shfl_sync(0xffffffffu, warpgroup - 1, 0));
   }
 }
 

@@ -39,13 +39,13 @@ __device__ __forceinline__ void mbarrier_arrive_expect_bytes(std::uint64_t* barr
                : "memory");
 }
 
-// Waits until the phase with the given parity has completed. A fresh barrier counts its
-// (never started) phase of parity 1 as complete, which lets producers wait on "slot
-// empty" barriers from the first round on without a special case.
-__device__ __forceinline__ void mbarrier_wait(std::uint64_t* barrier, std::uint32_t parity) {
-  const std::uint32_t address = ptx::smem_address(barrier);
-  std::uint32_t done = 0;
-  do {
+// One try of a wait: true once the phase with the given parity has completed. While it has
+// not, the thread may be suspended for up to `suspend_ns` (0: the hardware's own limit)
+// and resumes early when the phase completes.
+__device__ __forceinline__ bool mbarrier_try_wait(std::uint32_t address, std::uint32_t parity,
+                                                  std::uint32_t suspend_ns) {
+  std::uint32_t done;
+  if (suspend_ns == 0) {
     asm volatile(
         "{\n.reg .pred complete;\n"
         "mbarrier.try_wait.parity.shared::cta.b64 complete, [%1], %2;\n"
@@ -53,7 +53,36 @@ __device__ __forceinline__ void mbarrier_wait(std::uint64_t* barrier, std::uint3
         : "=r"(done)
         : "r"(address), "r"(parity)
         : "memory");
-  } while (done == 0);
+  } else {
+    asm volatile(
+        "{\n.reg .pred complete;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 complete, [%1], %2, %3;\n"
+        "selp.u32 %0, 1, 0, complete;\n}\n"
+        : "=r"(done)
+        : "r"(address), "r"(parity), "r"(suspend_ns)
+        : "memory");
+  }
+  return done != 0;
+}
+
+// Waits until the phase with the given parity has completed. A fresh barrier counts its
+// (never started) phase of parity 1 as complete, which lets producers wait on "slot
+// empty" barriers from the first round on without a special case.
+__device__ __forceinline__ void mbarrier_wait(std::uint64_t* barrier, std::uint32_t parity) {
+  const std::uint32_t address = ptx::smem_address(barrier);
+  while (!mbarrier_try_wait(address, parity, 0)) {
+  }
+}
+
+// The same wait for a warp that has nothing else to do until the phase completes (a
+// producer waiting for a slot to free): each try may suspend it for up to a millisecond
+// instead of the hardware's short default, so it does not poll. At the default limit the
+// d=64 forward's producer polled ~130 times per V tile, two issue slots a poll, taken from
+// the consumer warps that share its scheduler.
+__device__ __forceinline__ void mbarrier_wait_idle(std::uint64_t* barrier, std::uint32_t parity) {
+  const std::uint32_t address = ptx::smem_address(barrier);
+  while (!mbarrier_try_wait(address, parity, 1000000u)) {
+  }
 }
 
 // ---- TMA: one box of a 4-d tensor map (innermost coordinate first) into shared memory,
