@@ -545,7 +545,11 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     if (work.iterations > 0) load_and_reduce_dq<Tile, Element>(maps, p, smem, work);
   } else {
     claim_registers<Tile::kConsumerRegisters>();
-    consume_query_blocks<Tile, Element>(p, smem, work, warpgroup - 1);
+    // Above d = 64 the index is broadcast from lane 0, so ptxas knows it is warp-uniform
+    // (as in the forward): +1.2 to +2.4 % at d = 128 and 256; at d = 64 +2 to +3 % causal
+    // but -1.2 to -1.8 % non-causal (H200 A/B, perf-notes-hopper.md backward v14).
+    const int consumer = Tile::kHeadDim > 64 ? __shfl_sync(0xffffffffu, warpgroup - 1, 0) : warpgroup - 1;
+    consume_query_blocks<Tile, Element>(p, smem, work, consumer);
   }
 }
 
