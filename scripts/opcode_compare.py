@@ -12,15 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stall_summary import read  # noqa: E402
-
-
-def opcode(sass, depth):
-    words = sass.split()
-    if not words:
-        return "?"
-    word = words[1] if words[0].startswith("@") and len(words) > 1 else words[0]
-    return ".".join(word.split(".")[:depth])
+from stall_summary import opcode, read  # noqa: E402
 
 
 def main():

@@ -29,12 +29,13 @@ def read(path):
     return rows[0][1] if len(rows[0]) > 1 else "", instructions
 
 
-def opcode(sass):
+def opcode(sass, depth=1):
+    """The instruction's opcode without its predicate, to `depth` dot-separated parts."""
     words = sass.split()
     if not words:
         return "?"
     word = words[1] if words[0].startswith("@") and len(words) > 1 else words[0]
-    return word.split(".")[0]
+    return ".".join(word.split(".")[:depth])
 
 
 def main():
