@@ -8,8 +8,8 @@
 # Device tool: carry [".carry/abbin"], command `bash .carry/abbin/device_ab_prebuilt.sh`.
 # With .carry/abbin/tests/tileflash_tests.gz (TESTS=1 there) its tests of TF (default
 # CudaForward*:CudaBackward*) run first, to $OUT/tests.log.
-# Environment: GD, GS, GDIR, REPS, CAUSAL (the grid: head dims, seqs, fwd|bwd|fwd,bwd,
-# repetitions, both|0|1), BASE (the label the others are divided by, default old), ROUNDS, FA2,
+# Environment: GD, GS, GDIR, REPS, CAUSAL, HIDDEN (the grid: head dims, seqs, fwd|bwd|fwd,bwd,
+# repetitions, both|0|1, hidden size, default 2048: heads = hidden / head dim), BASE (the label the others are divided by, default old), ROUNDS, FA2,
 # FORCE_SM80 (1 times every variant on the Ampere-class kernels), LABELS (a subset of the
 # variants, space-separated; a second run in the same call reuses the unpacked binaries),
 # TESTS (0 skips the tests).
@@ -40,7 +40,7 @@ for archive in "$here"/*.gz; do
   labels+=("$label")
 done
 [ ${#labels[@]} -gt 0 ] || { echo "no binaries in $here"; exit 1; }
-grid=(--dtype bf16 --head-dim "${GD:-64,128,256}" --hidden 2048 --tokens 16384 --seq "${GS:-1024,2048,4096,8192,16384}"
+grid=(--dtype bf16 --head-dim "${GD:-64,128,256}" --hidden "${HIDDEN:-2048}" --tokens 16384 --seq "${GS:-1024,2048,4096,8192,16384}"
       --causal "${CAUSAL:-both}" --direction "${GDIR:-fwd}" --reps "${REPS:-15}" --warmup 5)
 rm -f /tmp/ab-*.csv  # rounds of an earlier call would join the summary
 [ "${FORCE_SM80:-0}" = 1 ] && export TILEFLASH_FORCE_SM80=1
