@@ -63,9 +63,9 @@ struct ForwardTile {
   // Each consumer warpgroup computes only the key tiles its own 64 rows need, not all of
   // the block's (consume_tiles). At d = 128 and 256: +0.2 to +2.5 % and +0.6 to +4.1 %
   // over the tile without (1k-8k, both masks); at d <= 64 -0.5 to -1.3 % in the tall tile
-  // and -7 % in the 128-row tile, whose loops ptxas then schedules differently
-  // (perf-notes-hopper.md v14).
-  static constexpr bool kWarpgroupKeyTiles = kHeadDim > 64;
+  // and -7 % in the 128-row tile, whose loops ptxas then schedules differently; in the 96
+  // tile (d = 80) -0.6 to -2.5 % at 1k-4k (perf-notes-hopper.md v14).
+  static constexpr bool kWarpgroupKeyTiles = kHeadDim > 96;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
   static_assert(kRowBlock == 128 || (kRowBlock == 192 && kHeadDim <= 64), "the tall tile is for head dims up to 64");
