@@ -45,6 +45,18 @@ __device__ __forceinline__ void accumulator_as_a(const AccumulatorTile<kMTiles, 
   a[3] = ptx::pack2<Element>(acc.value[mi][2 * kk + 1][2], acc.value[mi][2 * kk + 1][3]);
 }
 
+// Pairwise reduction of get(kBegin) .. get(kEnd - 1) (one lane's values of a row): a
+// chain of log2(n) dependent operations instead of n.
+template <int kBegin, int kEnd, class Op, class Get>
+__device__ __forceinline__ float tree_reduce(Op op, Get get) {
+  if constexpr (kEnd - kBegin == 1) {
+    return get(kBegin);
+  } else {
+    constexpr int kMid = kBegin + (kEnd - kBegin) / 2;
+    return op(tree_reduce<kBegin, kMid>(op, get), tree_reduce<kMid, kEnd>(op, get));
+  }
+}
+
 // Reductions over the four lanes that share a row of the accumulator.
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xFFFFFFFFu, x, 1));

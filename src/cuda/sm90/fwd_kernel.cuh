@@ -147,7 +147,7 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
   AccumulatorTile<1, kHeadDim / 8> out;
   AccumulatorTile<1, kBlockN / 8> scores;
   std::uint32_t p[kBlockN / 16][4];
-  OnlineSoftmax<1, (Tile::kLazyRescale ? kLazyRescaleLag : 0)> softmax;
+  OnlineSoftmax<1, (Tile::kLazyRescale ? kLazyRescaleLag : 0), Tile::kPairwiseRowReductions> softmax;
 
   // The wgmma descriptors of every k-step are advanced by one add from these (a descriptor
   // built from an address costs 4-5 instructions, 16 of them per key tile at d = 64).

@@ -66,6 +66,9 @@ struct ForwardTile {
   // and -7 % in the 128-row tile, whose loops ptxas then schedules differently; in the 96
   // tile (d = 80) -0.6 to -2.5 % at 1k-4k (perf-notes-hopper.md v14).
   static constexpr bool kWarpgroupKeyTiles = kHeadDim > 96;
+  // OnlineSoftmax's pairwise row reductions: +0.8-1.3 % non-causal and 0-1 % causal at
+  // d = 64, within +-0.5 % above (perf-notes-hopper.md v15).
+  static constexpr bool kPairwiseRowReductions = kHeadDim <= 64;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
   static_assert(kRowBlock == 128 || (kRowBlock == 192 && kHeadDim <= 64), "the tall tile is for head dims up to 64");
