@@ -20,8 +20,8 @@ constexpr int kLazyRescaleLag = 8;
 // is this lane's partial sum (its 2 columns per n-tile) until finalize() reduces the quad.
 // kMaxLag: see update(); 0 keeps `max` the running maximum. kPairwise: a tile's row
 // maximum and row sum are reduced as pairwise trees (log2 n dependent steps) instead of
-// running chains; it pays at d <= 64 (H200 A/B: sm90 forward +0.8-1.3 %, sm80 forward
-// +0.3-1.9 %) and cost the sm80 forward up to 4 % at d = 128 (perf-notes-hopper.md v15).
+// running chains; it pays at d <= 64 (H200 A/Bs: sm90 forward 0 to +1.3 %, sm80 forward
+// 0 to +2 %) and cost the sm80 forward up to 4 % at d = 128 (perf-notes-hopper.md v15).
 template <int kMTiles, int kMaxLag, bool kPairwise = false>
 struct OnlineSoftmax {
   static constexpr int kRows = 2 * kMTiles;
