@@ -65,6 +65,12 @@ struct OnlineSoftmax {
     return moved;
   }
 
+  // This lane's 2 * kNTiles values of row 2 * mi + h of s, by index, for tree_reduce.
+  template <int kNTiles>
+  __device__ __forceinline__ static auto row_values(const AccumulatorTile<kMTiles, kNTiles>& s, int mi, int h) {
+    return [&s, mi, h](int i) { return s.value[mi][i / 2][2 * h + i % 2]; };
+  }
+
   // The new reference maxima; `shift` is each row's in base-2 units, `correction` the
   // factor that moves the old output and sum to it. True when any row of the warp moved.
   template <int kNTiles>
@@ -79,7 +85,7 @@ struct OnlineSoftmax {
         float tile_max = max[r];
         if constexpr (kPairwise) {
           tile_max = fmaxf(tile_max, tree_reduce<0, 2 * kNTiles>([](float a, float b) { return fmaxf(a, b); },
-                                                                 [&](int i) { return s.value[mi][i / 2][2 * h + i % 2]; }));
+                                                                 row_values(s, mi, h)));
         } else {
 #pragma unroll
           for (int ni = 0; ni < kNTiles; ++ni)
@@ -120,8 +126,7 @@ struct OnlineSoftmax {
           }
         }
         if constexpr (kPairwise)
-          tile_sum = tree_reduce<0, 2 * kNTiles>([](float a, float b) { return a + b; },
-                                                 [&](int i) { return s.value[mi][i / 2][2 * h + i % 2]; });
+          tile_sum = tree_reduce<0, 2 * kNTiles>([](float a, float b) { return a + b; }, row_values(s, mi, h));
         sum[r] = fmaf(sum[r], correction[r], tile_sum);
       }
     }
