@@ -16,11 +16,11 @@ using cuda::PersistentTileOrder;
 using cuda::WorkTile;
 
 TEST(PersistentTileOrder, TakesEveryTileOnce) {
-  for (const bool heavy_first : {false, true})
+  for (const auto& [heavy_first, partial_last] : {std::pair{false, false}, std::pair{false, true}, std::pair{true, false}})
     for (const int m_blocks : {1, 3, 8, 9, 17, 64, 130})
       for (const auto& [heads, batch] : {std::pair{1, 1}, std::pair{3, 2}, std::pair{16, 8}})
         for (const int chunk : {1, 4, 8}) {
-          const PersistentTileOrder order{m_blocks, heads, batch, heavy_first, chunk};
+          const PersistentTileOrder order{m_blocks, heads, batch, heavy_first, chunk, partial_last};
           std::set<std::tuple<int, int, int>> seen;
           for (std::int64_t t = 0; t < order.count(); ++t) {
             const WorkTile w = order.at(t);
@@ -31,7 +31,7 @@ TEST(PersistentTileOrder, TakesEveryTileOnce) {
           }
           EXPECT_EQ(static_cast<std::int64_t>(seen.size()), order.count())
               << "m_blocks " << m_blocks << " heads " << heads << " batch " << batch << " chunk " << chunk
-              << " heavy_first " << heavy_first;
+              << " heavy_first " << heavy_first << " partial_last " << partial_last;
         }
 }
 
@@ -42,6 +42,24 @@ TEST(PersistentTileOrder, PlainOrderKeepsAHeadsRowsTogether) {
     const WorkTile w = order.at(t);
     EXPECT_EQ(w.m_block, t % 5);
     EXPECT_EQ(w.head + 3 * w.batch, t / 5);
+  }
+}
+
+// With partial_last, every head's other row blocks (ascending, one head at a time) come
+// before any head's last one.
+TEST(PersistentTileOrder, PartialLastPutsEveryHeadsLastRowBlockAtTheEnd) {
+  const int m_blocks = 4, heads = 3, batch = 2;
+  const PersistentTileOrder order{m_blocks, heads, batch, false, 8, true};
+  const std::int64_t whole_tiles = (m_blocks - 1) * heads * batch;
+  for (std::int64_t t = 0; t < order.count(); ++t) {
+    const WorkTile w = order.at(t);
+    if (t < whole_tiles) {
+      EXPECT_EQ(w.m_block, t % (m_blocks - 1)) << "tile " << t;
+      EXPECT_EQ(w.head + heads * w.batch, t / (m_blocks - 1)) << "tile " << t;
+    } else {
+      EXPECT_EQ(w.m_block, m_blocks - 1) << "tile " << t;
+      EXPECT_EQ(w.head + heads * w.batch, t - whole_tiles) << "tile " << t;
+    }
   }
 }
 

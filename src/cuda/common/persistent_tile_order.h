@@ -20,6 +20,9 @@ namespace tileflash::cuda {
 // one head's K/V run together and share it in L2: with one row block of every head per
 // round (seq 2k, 128 heads: 124 heads at once) each tile read its K/V from memory, ~1.1
 // GB at d = 128, longer than the products (forward_tile_order picks the chunk size).
+// Without a band, when the last row block of every head is partial (`partial_last`), those
+// lighter tiles come after all full ones and fill the last rounds: 2048 rows make 10⅔
+// blocks of 192, so every 11th tile was a short one in the middle of the order.
 struct WorkTile {
   int m_block = 0, head = 0, batch = 0;
 };
@@ -28,6 +31,7 @@ struct PersistentTileOrder {
   int m_blocks = 0, heads = 0, batch = 0;
   bool heavy_first = false;
   int heavy_chunk = 1;
+  bool partial_last = false;  // without heavy_first: the last row block of every head goes last
 
   TF_HOST_DEVICE std::int64_t count() const {
     return static_cast<std::int64_t>(m_blocks) * heads * batch;
@@ -57,8 +61,16 @@ struct PersistentTileOrder {
       w.head = static_cast<int>(head_index % heads);
       w.batch = static_cast<int>(head_index / heads);
     } else {
-      w.m_block = static_cast<int>(t % m_blocks);
-      const std::int64_t rest = t / m_blocks;
+      const int whole = partial_last ? m_blocks - 1 : m_blocks;
+      const std::int64_t whole_tiles = static_cast<std::int64_t>(whole) * heads * batch;
+      std::int64_t rest;
+      if (t < whole_tiles) {
+        w.m_block = static_cast<int>(t % whole);
+        rest = t / whole;
+      } else {
+        w.m_block = m_blocks - 1;
+        rest = t - whole_tiles;
+      }
       w.head = static_cast<int>(rest % heads);
       w.batch = static_cast<int>(rest / heads);
     }

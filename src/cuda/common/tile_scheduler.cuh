@@ -68,7 +68,10 @@ __device__ __forceinline__ Element* row_pointer(const sm80::SequenceTensor& t, i
 template <int kBlockM>
 __device__ __forceinline__ PersistentTileOrder forward_tile_order(const sm80::AttentionArgs& args) {
   const int m_blocks = static_cast<int>((args.seq_q + kBlockM - 1) / kBlockM);
-  return {m_blocks, args.heads_q, args.batch, args.window_right >= 0, m_blocks > 64 ? 4 : 8};
+  const bool banded = args.window_right >= 0;
+  // Varlen sequences end at different rows: no row block is partial in all of them.
+  const bool partial_last = !banded && args.cu_seqlens_q == nullptr && args.seq_q % kBlockM != 0;
+  return {m_blocks, args.heads_q, args.batch, banded, m_blocks > 64 ? 4 : 8, partial_last};
 }
 
 }  // namespace tileflash::cuda

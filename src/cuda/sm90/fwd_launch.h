@@ -22,17 +22,19 @@ struct ForwardTensorMaps {
 // up to 128). As many K/V slots as fit next to Q in 227 KiB, at most 3. Head-dim tiles are
 // multiples of 32 (wgmma N of the P V product); rows are stored as 64-column swizzle
 // atoms, the last one partly zero-filled by TMA when the tile is not a multiple of 64.
-// Up to head dim 64 a tall variant: 192 rows in three consumer warpgroups, whose 152
-// registers each (512 threads) hold S and P of 96 keys without spilling (of 128 keys,
-// ptxas spilled 48 bytes in the loop). Each K/V tile then feeds 1.5x the rows and a third
-// warpgroup's softmax fills the tensor cores' gaps: +11 % at 8k, +19 % at 16k, but less
-// at short sequences (-12 % at 1k: 192-row blocks leave more partial tiles and fewer
-// blocks), so launch_forward takes it from tall_tile_min_rows query rows.
+// Up to head dim 64 a tall variant: 192 rows in three consumer warpgroups. Each K/V tile
+// then feeds 1.5x the rows and a third warpgroup's softmax fills the tensor cores' gaps
+// (+11 % at 8k, +19 % at 16k with 96-key tiles; -12 % at 1k, where 192-row blocks leave
+// more partial tiles and fewer blocks), so launch_forward takes it from
+// kTallTileMinRows query rows. Its key tiles are 128 wide: 24 producer registers leave
+// each consumer 160 (512 threads), in which ptxas spills 14 scalar words (56 bytes), not S
+// or P; that beat 96-key tiles without spills by 2-8 % (2k-16k): 2048 and 4096 keys are
+// 21.3 and 42.7 tiles of 96, and each trip's fixed costs are spread over more keys.
 template <int kHeadDimTile, int kRowBlock = 128>
 struct ForwardTile {
   static constexpr int kHeadDim = kHeadDimTile;
   static constexpr int kBlockM = kRowBlock;
-  static constexpr int kBlockN = kRowBlock == 192 ? 96 : kHeadDim <= 128 ? 128 : 80;
+  static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 80;
   static constexpr int kStages = kHeadDim <= 64 ? 3 : 2;
   static constexpr int kConsumerWarpgroups = kBlockM / 64;
   static constexpr int kConsumerWarps = 4 * kConsumerWarpgroups;
@@ -43,8 +45,8 @@ struct ForwardTile {
   // 1024 bytes of alignment slack, then the tiles, then (2 + 4 * kStages) barriers.
   static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (2 + 4 * kStages);
   // setmaxnreg: the producer needs few registers, the consumers hold S, P and O.
-  static constexpr int kProducerRegisters = 40;
-  static constexpr int kConsumerRegisters = kConsumerWarpgroups == 3 ? 152 : 232;
+  static constexpr int kProducerRegisters = kConsumerWarpgroups == 3 ? 24 : 40;
+  static constexpr int kConsumerRegisters = kConsumerWarpgroups == 3 ? 160 : 232;
   // Where a consumer waits for its P V product. Written right after the softmax of the
   // next scores, the wait ends up before that softmax: ptxas hoists wgmma.wait_group above
   // the independent arithmetic of its basic block (CUDA 13.0 SASS), so the softmax never
@@ -62,10 +64,11 @@ struct ForwardTile {
   static constexpr bool kLazyRescale = kRowBlock == 192 || kHeadDim > 64;
   // Each consumer warpgroup computes only the key tiles its own 64 rows need, not all of
   // the block's (consume_tiles). At d = 128 and 256: +0.2 to +2.5 % and +0.6 to +4.1 %
-  // over the tile without (1k-8k, both masks); at d <= 64 -0.5 to -1.3 % in the tall tile
-  // and -7 % in the 128-row tile, whose loops ptxas then schedules differently; in the 96
-  // tile (d = 80) -0.6 to -2.5 % at 1k-4k (perf-notes-hopper.md v14).
-  static constexpr bool kWarpgroupKeyTiles = kHeadDim > 96;
+  // over the tile without (1k-8k, both masks); in the tall tile +1 to +5 % (its last row
+  // tile of a 2k or 4k sequence has a warpgroup with no rows; causal 2k-8k +4 to +5 %);
+  // -7 % in the 128-row d = 64 tile, whose loops ptxas then schedules differently; in the
+  // 96 tile (d = 80) -0.6 to -2.5 % at 1k-4k (perf-notes-hopper.md v14, v16).
+  static constexpr bool kWarpgroupKeyTiles = kHeadDim > 96 || kRowBlock == 192;
   // OnlineSoftmax's pairwise row reductions: +0.8-1.3 % non-causal and 0-1 % causal at
   // d = 64, within +-0.5 % above (perf-notes-hopper.md v15).
   static constexpr bool kPairwiseRowReductions = kHeadDim <= 64;
@@ -78,10 +81,9 @@ struct ForwardTile {
 };
 
 // Query rows (the longest sequence's) from which head dims up to 64 take the tall tile:
-// from 2048 without a band mask (+1 % at 2k, +4 % at 4k over the 128-row tile), from 8192
-// under a causal or window mask (-1.5 to -5 % at 2k-4k there: its tiles are partly masked
-// and the 192-row blocks' share of partial tiles is larger). H200 A/Bs, perf-notes-hopper.md.
-constexpr std::int64_t tall_tile_min_rows(bool banded) { return banded ? 8192 : 2048; }
+// from 2048, with or without a band mask (2k-4k over the 128-row tile: +11 to +12 % without,
+// +3 to +4 % under a causal mask; at 1k causal -17 %). H200 A/Bs, perf-notes-hopper.md v16.
+constexpr std::int64_t kTallTileMinRows = 2048;
 
 // What the tensor maps of one call are built from; the box sizes come from the tile.
 struct TensorMapGeometry {
