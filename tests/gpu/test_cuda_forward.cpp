@@ -121,21 +121,22 @@ TEST(CudaForward, LaggingReferenceMaximum) {
   });
 }
 
-// From 8192 query rows (2048 without a band mask), head dims up to 64 take the Hopper
-// forward's tall tile (192 rows, three consumer warpgroups). Row counts that leave a partial
-// last tile, GQA, causal with seq_q != seq_k, a sliding window, both dtypes, and an
-// unmasked call of 2100 rows against 3001 keys.
+// From 2048 query rows, head dims up to 64 take the Hopper forward's tall tile (192 rows,
+// three consumer warpgroups, each computing only the key tiles its rows need). Row counts
+// that leave a partial last tile (2048: one warpgroup without rows; 2100: one with 52),
+// which the persistent order takes last without a mask; GQA, causal with seq_q != seq_k,
+// causal over two sequences, a sliding window, both dtypes.
 TEST(CudaForward, TallTileFromLongSequences) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 700;
-  for (int variant = 0; variant < 4; ++variant) {
+  for (int variant = 0; variant < 5; ++variant) {
     CaseConfig c = gpu::base_case(variant == 2 ? DType::float16 : DType::bfloat16, variant == 2 ? 40 : 64);
-    c.batch = 1;
+    c.batch = variant == 4 ? 2 : 1;
     c.heads_q = 2;
     c.heads_kv = 1;
-    c.seq_q = variant == 3 ? 2100 : 8200;
-    c.seq_k = variant == 1 ? 9001 : variant == 3 ? 3001 : 8200;
-    c.causal = variant == 1;
+    c.seq_q = variant == 3 ? 2048 : variant == 4 ? 2100 : 8200;
+    c.seq_k = variant == 1 ? 9001 : variant == 3 ? 3001 : variant == 4 ? 2100 : 8200;
+    c.causal = variant == 1 || variant == 4;
     if (variant == 2) {
       c.window_left = 1000;
       c.window_right = 0;
