@@ -121,7 +121,7 @@ TEST(CudaForward, LaggingReferenceMaximum) {
   });
 }
 
-// From 2048 query rows, head dims up to 64 take the Hopper forward's tall tile (192 rows,
+// From 1024 query rows (2048 under a band mask), head dims up to 64 take the Hopper forward's tall tile (192 rows,
 // three consumer warpgroups, each computing only the key tiles its rows need). Row counts
 // that leave a partial last tile (2048: one warpgroup without rows; 2100: one with 52),
 // which the persistent order takes last without a mask; GQA, causal with seq_q != seq_k,

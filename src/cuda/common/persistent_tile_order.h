@@ -64,12 +64,12 @@ struct PersistentTileOrder {
       const int whole = partial_last ? m_blocks - 1 : m_blocks;
       const std::int64_t whole_tiles = static_cast<std::int64_t>(whole) * heads * batch;
       std::int64_t rest;
-      if (t < whole_tiles) {
-        w.m_block = static_cast<int>(t % whole);
-        rest = t / whole;
-      } else {
+      if (partial_last && t >= whole_tiles) {
         w.m_block = m_blocks - 1;
         rest = t - whole_tiles;
+      } else {
+        w.m_block = static_cast<int>(t % whole);
+        rest = t / whole;
       }
       w.head = static_cast<int>(rest % heads);
       w.batch = static_cast<int>(rest / heads);

@@ -379,7 +379,8 @@ void launch_forward_tile(const TensorMapGeometry& geometry, const sm80::Attentio
 template <int kHeadDimTile, class Element>
 void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream) {
   if constexpr (kHeadDimTile <= 64) {
-    if (args.seq_q >= kTallTileMinRows)
+    const bool banded = args.window_left >= 0 || args.window_right >= 0;
+    if (args.seq_q >= tall_tile_min_rows(banded))
       return launch_forward_tile<ForwardTile<kHeadDimTile, 192>, Element>(geometry, args, stream);
   }
   launch_forward_tile<ForwardTile<kHeadDimTile>, Element>(geometry, args, stream);

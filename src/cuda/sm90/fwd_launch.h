@@ -26,7 +26,7 @@ struct ForwardTensorMaps {
 // then feeds 1.5x the rows and a third warpgroup's softmax fills the tensor cores' gaps
 // (+11 % at 8k, +19 % at 16k with 96-key tiles; -12 % at 1k, where 192-row blocks leave
 // more partial tiles and fewer blocks), so launch_forward takes it from
-// kTallTileMinRows query rows. Its key tiles are 128 wide: 24 producer registers leave
+// tall_tile_min_rows query rows. Its key tiles are 128 wide: 24 producer registers leave
 // each consumer 160 (512 threads), in which ptxas spills 14 scalar words (56 bytes), not S
 // or P; that beat 96-key tiles without spills by 2-8 % (2k-16k): 2048 and 4096 keys are
 // 21.3 and 42.7 tiles of 96, and each trip's fixed costs are spread over more keys.
@@ -81,9 +81,10 @@ struct ForwardTile {
 };
 
 // Query rows (the longest sequence's) from which head dims up to 64 take the tall tile:
-// from 2048, with or without a band mask (2k-4k over the 128-row tile: +11 to +12 % without,
-// +3 to +4 % under a causal mask; at 1k causal -17 %). H200 A/Bs, perf-notes-hopper.md v16.
-constexpr std::int64_t kTallTileMinRows = 2048;
+// from 1024 without a band mask, from 2048 under a causal or window mask (over the 128-row
+// tile: +3 % at 1k and +8 to +12 % at 2k-4k without a mask; causal +1 to +4 % at 2k-4k,
+// -17 % at 1k). H200 A/Bs, perf-notes-hopper.md v16.
+constexpr std::int64_t tall_tile_min_rows(bool banded) { return banded ? 2048 : 1024; }
 
 // What the tensor maps of one call are built from; the box sizes come from the tile.
 struct TensorMapGeometry {
