@@ -145,6 +145,35 @@ TEST(CudaForward, TallTileFromLongSequences) {
   }
 }
 
+// Under a causal or window band, with more work tiles than multiprocessors, the Hopper
+// forward's tall tile takes its tiles from a counter in device memory (zeroed per call):
+// every tile computed once, by whichever block is free. Causal with seq_q != seq_k, GQA,
+// a window (fp16), varlen, two calls in a row on one stream; and the 128-row tiles (d = 64
+// at 1100 rows, d = 128) that keep the fixed rounds.
+TEST(CudaForward, DynamicTileOrderUnderBands) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 1000;
+  for (int variant = 0; variant < 5; ++variant) {
+    CaseConfig c = gpu::base_case(variant == 3 ? DType::float16 : DType::bfloat16, variant == 2 ? 128 : 64);
+    c.batch = 2;
+    c.heads_q = 16;
+    c.heads_kv = 4;
+    c.seq_q = variant == 1 || variant == 3 ? 2100 : 1100;
+    c.seq_k = variant == 1 ? 2500 : variant == 3 ? 2100 : 1300;
+    c.causal = variant != 3;
+    if (variant == 3) {
+      c.window_left = 300;
+      c.window_right = 40;
+    }
+    if (variant == 4) {
+      c.seqlens_q = {2100, 700, 2500};
+      c.seqlens_k = {2100, 900, 2500};
+    }
+    expect_gpu_matches_reference(c, ++seed);
+    expect_gpu_matches_reference(c, ++seed);
+  }
+}
+
 // The tiles of sm_86/89/120 (99 KiB of shared memory per block) and of sm_80 (163 KiB),
 // run on this GPU under a cap: the plain path's base tiles are otherwise only used where
 // the device has less shared memory than the large ones need.

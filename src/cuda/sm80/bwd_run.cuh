@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "cuda/common/stream_workspace.h"
 #include "cuda/sm80/bwd_kernel.cuh"
 #include "cuda/sm80/bwd_params.h"
 #include "cuda/sm80/launch_args.h"
@@ -17,23 +18,6 @@ namespace tileflash::cuda::sm80 {
 inline unsigned blocks_for(std::int64_t items, int per_block) {
   return static_cast<unsigned>((items + per_block - 1) / per_block);
 }
-
-// Stream-ordered workspace, released on the stream also when a launch throws.
-class StreamWorkspace {
- public:
-  StreamWorkspace(std::int64_t bytes, cudaStream_t stream) : stream_(stream) {
-    check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&data_), static_cast<std::size_t>(bytes), stream),
-               "backward workspace allocation");
-  }
-  ~StreamWorkspace() { cudaFreeAsync(data_, stream_); }
-  StreamWorkspace(const StreamWorkspace&) = delete;
-  StreamWorkspace& operator=(const StreamWorkspace&) = delete;
-  unsigned char* data() const { return data_; }
-
- private:
-  unsigned char* data_ = nullptr;
-  cudaStream_t stream_;
-};
 
 // D = rowsum(dO * O) into p.dout_dot_out, and `cleared_bytes` (a multiple of 16) zeroed
 // from `cleared` on: backward_dot_kernel, with as many lanes per row as the head dim needs.
@@ -67,7 +51,7 @@ void run_backward_shape(const BackwardKernelParams& call, cudaStream_t stream) {
   const std::int64_t accum_bytes = aligned(a.heads_q * dq_accum_rows(p) * kHeadDim * 4);
   const std::int64_t semaphore_bytes = p.deterministic ? aligned(std::int64_t{4} * a.batch * a.heads_q * p.m_blocks) : 0;
   const std::int64_t cleared_bytes = accum_bytes + semaphore_bytes;
-  StreamWorkspace workspace(dot_bytes + cleared_bytes + kAlign, stream);
+  StreamWorkspace workspace(dot_bytes + cleared_bytes + kAlign, stream, "backward workspace allocation");
   p.dout_dot_out = reinterpret_cast<float*>(workspace.data());
   p.dq_accum = reinterpret_cast<float*>(workspace.data() + dot_bytes);
   p.dq_semaphore = p.deterministic ? reinterpret_cast<int*>(workspace.data() + dot_bytes + accum_bytes) : nullptr;

@@ -596,7 +596,7 @@ void launch_backward(const TensorMapGeometry& geometry, const sm80::BackwardKern
   const auto aligned = [](std::int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; };
   const std::int64_t dot_bytes = aligned(p.rows_q * a.heads_q * 4);
   const std::int64_t accum_bytes = aligned(a.heads_q * dq_accum_rows_per_head(p.rows_q, a.batch) * kHeadDimTile * 4);
-  sm80::StreamWorkspace workspace(dot_bytes + accum_bytes + kAlign, stream);
+  StreamWorkspace workspace(dot_bytes + accum_bytes + kAlign, stream, "backward workspace allocation");
   p.dout_dot_out = reinterpret_cast<float*>(workspace.data());
   p.dq_accum = reinterpret_cast<float*>(workspace.data() + dot_bytes);
   sm80::launch_backward_dot<Element>(p, p.dq_accum, accum_bytes, stream);

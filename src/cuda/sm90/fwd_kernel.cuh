@@ -16,11 +16,13 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <optional>
 
 #include "common/attention_math.h"
 #include "cuda/common/fragment.cuh"
 #include "cuda/common/mask.cuh"
 #include "cuda/common/softmax.cuh"
+#include "cuda/common/stream_workspace.h"
 #include "cuda/common/tile_scheduler.cuh"
 #include "cuda/sm80/launch_args.h"
 #include "cuda/sm90/fwd_launch.h"
@@ -50,6 +52,12 @@ struct ForwardSharedMemory {
   __device__ std::uint64_t* k_empty(int stage) const { return barriers() + 2 + Tile::kStages + stage; }
   __device__ std::uint64_t* v_full(int stage) const { return barriers() + 2 + 2 * Tile::kStages + stage; }
   __device__ std::uint64_t* v_empty(int stage) const { return barriers() + 2 + 3 * Tile::kStages + stage; }
+  // The tile index handoff of kDynamicOrder: two slots, each with its barriers.
+  __device__ std::uint64_t* tile_full(int slot) const { return barriers() + 2 + 4 * Tile::kStages + slot; }
+  __device__ std::uint64_t* tile_empty(int slot) const { return barriers() + 4 + 4 * Tile::kStages + slot; }
+  __device__ unsigned* tile_index(int slot) const {
+    return reinterpret_cast<unsigned*>(barriers() + 6 + 4 * Tile::kStages) + slot;
+  }
 };
 
 // The consumer warpgroups issue their wgmma in turn, round robin: warpgroup c waits on
@@ -97,10 +105,12 @@ __device__ __forceinline__ ForwardWork forward_work(const sm80::AttentionArgs& a
   return w;
 }
 
-// The producer: one thread issues every copy of the block's work tiles.
+// The producer: one thread issues every copy of the block's work tiles. With kDynamicOrder
+// it also decides which tiles those are and hands each index to the consumers.
 template <class Tile>
 __device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, const sm80::AttentionArgs& args,
-                                              const ForwardSharedMemory<Tile>& smem) {
+                                              const ForwardSharedMemory<Tile>& smem,
+                                              unsigned* tile_counter) {
   constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN;
   const PersistentTileOrder order = forward_tile_order<kBlockM>(args);
   prefetch_tensor_map(&maps.q);
@@ -108,11 +118,29 @@ __device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, con
   prefetch_tensor_map(&maps.v);
   RingPosition<Tile::kStages> slot;
   RingPosition<1> q_slot;  // one Q slot, whose barriers change phase every tile
+  RingPosition<2> tile_slot;
+  std::int64_t t = order.tile_of(0, blockIdx.x, gridDim.x);
   for (std::int64_t round = 0;; ++round) {
-    const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
+    if constexpr (Tile::kDynamicOrder) {
+      // The consumers learn each tile (and the end: an index past the last tile) from here.
+      mbarrier_wait(smem.tile_empty(tile_slot.stage), tile_slot.parity ^ 1u);
+      *smem.tile_index(tile_slot.stage) = static_cast<unsigned>(t);
+      mbarrier_arrive(smem.tile_full(tile_slot.stage));
+      tile_slot.advance();
+    }
     if (t >= order.count()) break;
     const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
-    if (work.keys.empty()) continue;
+    // With a counter, the next tile is taken once this one's last copy is issued, a few key
+    // tiles before the consumers finish it, so the block that frees up first takes the next
+    // heaviest tile of the order.
+    const auto take_next = [&] {
+      t = Tile::kDynamicOrder && tile_counter != nullptr ? gridDim.x + atomicAdd(tile_counter, 1u)
+                                                          : order.tile_of(round + 1, blockIdx.x, gridDim.x);
+    };
+    if (work.keys.empty()) {
+      take_next();
+      continue;
+    }
     const int kv_head = work.head / (args.heads_q / args.heads_kv);
     // The Q slot is free once every consumer warp's last Q K^T of the previous tile is done.
     mbarrier_wait_idle(smem.q_empty(), q_slot.parity ^ 1u);
@@ -130,6 +158,7 @@ __device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, con
       load_tile<Tile, kBlockN>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage), key_row, kv_head,
                                work.tma_batch);
     }
+    take_next();
   }
 }
 
@@ -197,8 +226,24 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
   turns.start();
   RingPosition<kStages> slot;
   RingPosition<1> q_slot;
+  RingPosition<2> tile_slot;
   for (std::int64_t round = 0;; ++round) {
-    const std::int64_t t = order.tile_of(round, blockIdx.x, gridDim.x);
+    // Under a band the tiles' work differs, so the fixed rounds of PersistentTileOrder leave
+    // blocks idle at the end (modelled 5-8 % of the call at 2k-4k rows in the tall tile);
+    // with kDynamicOrder the producer hands over the tiles it takes from a counter. The
+    // handoff alone cost 2-5 % where the work is even or the tiles are 128 rows (H200 A/B,
+    // perf-notes-hopper.md v17), so it is not done there.
+    std::int64_t t;
+    if constexpr (Tile::kDynamicOrder) {
+      mbarrier_wait(smem.tile_full(tile_slot.stage), tile_slot.parity);
+      // Through a warp reduction (redux.sync writes a uniform register), so ptxas knows the
+      // tile is warp-uniform and keeps the work tile's coordinates in uniform registers.
+      t = __reduce_max_sync(0xffffffffu, *smem.tile_index(tile_slot.stage));
+      if (lane == 0) mbarrier_arrive(smem.tile_empty(tile_slot.stage));
+      tile_slot.advance();
+    } else {
+      t = order.tile_of(round, blockIdx.x, gridDim.x);
+    }
     if (t >= order.count()) break;
     const ForwardWork work = forward_work<kBlockM, kBlockN>(args, order.at(t));
     if (work.rows_valid <= 0) continue;
@@ -324,7 +369,8 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
 // a tile's loads start while the previous tile's last products and output stores run.
 template <class Tile, class Element>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
-    forward_kernel(const __grid_constant__ ForwardTensorMaps maps, const sm80::AttentionArgs args) {
+    forward_kernel(const __grid_constant__ ForwardTensorMaps maps, const sm80::AttentionArgs args,
+                   unsigned* tile_counter) {
   constexpr int kStages = Tile::kStages;
 
   extern __shared__ unsigned char shared_bytes[];
@@ -342,6 +388,12 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
       mbarrier_init(smem.k_empty(s), Tile::kConsumerWarps);
       mbarrier_init(smem.v_empty(s), Tile::kConsumerWarps);
     }
+    if constexpr (Tile::kDynamicOrder) {
+      for (int s = 0; s < 2; ++s) {
+        mbarrier_init(smem.tile_full(s), 1);
+        mbarrier_init(smem.tile_empty(s), Tile::kConsumerWarps);
+      }
+    }
     fence_barrier_init();
   }
   __syncthreads();
@@ -350,7 +402,7 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   // (HOPPER.md: ptxas applies the reallocation only to code shaped so).
   if (warpgroup == 0) {
     release_registers<Tile::kProducerRegisters>();
-    if (threadIdx.x == 0) produce_tiles<Tile>(maps, args, smem);
+    if (threadIdx.x == 0) produce_tiles<Tile>(maps, args, smem, tile_counter);
   } else {
     claim_registers<Tile::kConsumerRegisters>();
     // Broadcast from lane 0 so ptxas knows the index is warp-uniform: the warpgroup's own
@@ -372,7 +424,17 @@ void launch_forward_tile(const TensorMapGeometry& geometry, const sm80::Attentio
   sm80::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
                    "setting the sm90 forward kernel's shared-memory size");
   const std::int64_t blocks = tiles < geometry.multiprocessors ? tiles : geometry.multiprocessors;
-  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSharedBytes, stream>>>(maps, args);
+  // kDynamicOrder: the tiles past the first round come from a counter, per call and zeroed
+  // on the stream (a counter shared between calls would mix concurrent streams' tiles).
+  // Tile indices are 32-bit there: 2^31 tiles of 192 rows would be 4 * 10^11 query rows.
+  std::optional<StreamWorkspace> counter;
+  if (Tile::kDynamicOrder && tiles > blocks) {
+    counter.emplace(sizeof(unsigned), stream, "allocating the sm90 forward's tile counter");
+    sm80::check_cuda(cudaMemsetAsync(counter->data(), 0, sizeof(unsigned), stream),
+                     "zeroing the sm90 forward's tile counter");
+  }
+  unsigned* const tile_counter = counter ? reinterpret_cast<unsigned*>(counter->data()) : nullptr;
+  kernel<<<static_cast<unsigned>(blocks), Tile::kThreads, Tile::kSharedBytes, stream>>>(maps, args, tile_counter);
   sm80::check_cuda(cudaGetLastError(), "launching the sm90 forward kernel");
 }
 
@@ -380,8 +442,10 @@ template <int kHeadDimTile, class Element>
 void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream) {
   if constexpr (kHeadDimTile <= 64) {
     const bool banded = args.window_left >= 0 || args.window_right >= 0;
-    if (args.seq_q >= tall_tile_min_rows(banded))
+    if (args.seq_q >= tall_tile_min_rows(banded)) {
+      if (banded) return launch_forward_tile<ForwardTile<kHeadDimTile, 192, true>, Element>(geometry, args, stream);
       return launch_forward_tile<ForwardTile<kHeadDimTile, 192>, Element>(geometry, args, stream);
+    }
   }
   launch_forward_tile<ForwardTile<kHeadDimTile>, Element>(geometry, args, stream);
 }

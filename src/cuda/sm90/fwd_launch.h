@@ -27,12 +27,14 @@ struct ForwardTensorMaps {
 // (+11 % at 8k, +19 % at 16k with 96-key tiles; -12 % at 1k, where 192-row blocks leave
 // more partial tiles and fewer blocks), so launch_forward takes it from
 // tall_tile_min_rows query rows. Its key tiles are 128 wide: 24 producer registers leave
-// each consumer 160 (512 threads), in which ptxas spills 14 scalar words (56 bytes), not S
+// each consumer 160 (512 threads), in which ptxas spills 13 scalar words (52 bytes), not S
 // or P; that beat 96-key tiles without spills by 2-8 % (2k-16k): 2048 and 4096 keys are
 // 21.3 and 42.7 tiles of 96, and each trip's fixed costs are spread over more keys.
-template <int kHeadDimTile, int kRowBlock = 128>
+// kDynamicOrder (the tall tile under a band): see consume_tiles and launch_forward_tile.
+template <int kHeadDimTile, int kRowBlock = 128, bool kDynamicTileOrder = false>
 struct ForwardTile {
   static constexpr int kHeadDim = kHeadDimTile;
+  static constexpr bool kDynamicOrder = kDynamicTileOrder;
   static constexpr int kBlockM = kRowBlock;
   static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 80;
   static constexpr int kStages = kHeadDim <= 64 ? 3 : 2;
@@ -42,8 +44,9 @@ struct ForwardTile {
   static constexpr int kAtoms = (kHeadDim + 63) / 64;  // 64-column swizzle atoms per row
   static constexpr int kQBytes = kBlockM * kAtoms * 128;
   static constexpr int kKVBytes = kBlockN * kAtoms * 128;
-  // 1024 bytes of alignment slack, then the tiles, then (2 + 4 * kStages) barriers.
-  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (2 + 4 * kStages);
+  // 1024 bytes of alignment slack, then the tiles, then (6 + 4 * kStages) barriers and the
+  // two slots of the tile indices the producer hands the consumers (kDynamicOrder).
+  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (6 + 4 * kStages) + 8;
   // setmaxnreg: the producer needs few registers, the consumers hold S, P and O.
   static constexpr int kProducerRegisters = kConsumerWarpgroups == 3 ? 24 : 40;
   static constexpr int kConsumerRegisters = kConsumerWarpgroups == 3 ? 160 : 232;
@@ -75,6 +78,7 @@ struct ForwardTile {
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
   static_assert(kRowBlock == 128 || (kRowBlock == 192 && kHeadDim <= 64), "the tall tile is for head dims up to 64");
+  static_assert(!kDynamicOrder || kRowBlock == 192, "the dynamic tile order is for the tall tile");
   static_assert(kSharedBytes <= 227 * 1024, "sm90 forward tile exceeds the shared memory of a block");
   static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumerWarpgroups <= 65536,
                 "register reallocation exceeds the register file");
