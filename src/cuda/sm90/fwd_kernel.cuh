@@ -236,9 +236,11 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
     std::int64_t t;
     if constexpr (Tile::kDynamicOrder) {
       mbarrier_wait(smem.tile_full(tile_slot.stage), tile_slot.parity);
-      // Through a warp reduction (redux.sync writes a uniform register), so ptxas knows the
-      // tile is warp-uniform and keeps the work tile's coordinates in uniform registers.
-      t = __reduce_max_sync(0xffffffffu, *smem.tile_index(tile_slot.stage));
+      // Read by lane 0 alone, the lane whose arrival releases the slot (an arrival orders
+      // only its own thread's reads before the producer's next write), and passed on by a
+      // warp reduction: redux.sync writes a uniform register, so ptxas knows the tile is
+      // warp-uniform and keeps the work tile's coordinates in uniform registers.
+      t = __reduce_max_sync(0xffffffffu, lane == 0 ? *smem.tile_index(tile_slot.stage) : 0u);
       if (lane == 0) mbarrier_arrive(smem.tile_empty(tile_slot.stage));
       tile_slot.advance();
     } else {
