@@ -121,6 +121,29 @@ TEST(CudaBackward, ShapeGrid) {
   });
 }
 
+// Under a causal band the Hopper backward launches its key blocks heaviest first within
+// groups of 16 (kv head, sequence) pairs: 3 sequences x 8 kv heads make a full group and a
+// partial one; GQA, seq_q != seq_k, a window, varlen.
+TEST(CudaBackward, HeavyFirstKeyBlockOrder) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 1700;
+  for (int variant = 0; variant < 3; ++variant) {
+    CaseConfig c = gpu::base_case(DType::bfloat16, variant == 1 ? 128 : 64);
+    c.batch = 3;
+    c.heads_q = 16;
+    c.heads_kv = 8;
+    c.seq_q = 700;
+    c.seq_k = 900;
+    c.causal = true;
+    if (variant == 1) c.window_left = 200;
+    if (variant == 2) {
+      c.seqlens_q = {700, 130, 513};
+      c.seqlens_k = {900, 130, 600};
+    }
+    expect_gpu_backward_matches_reference(c, ++seed);
+  }
+}
+
 TEST(CudaBackward, EveryFeature) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 1200;
