@@ -121,9 +121,9 @@ TEST(CudaBackward, ShapeGrid) {
   });
 }
 
-// Under a causal band the Hopper backward launches its key blocks heaviest first within
-// groups of 16 (kv head, sequence) pairs: 3 sequences x 8 kv heads make a full group and a
-// partial one; GQA, seq_q != seq_k, a window, varlen.
+// Under a causal band (with at most 64 key blocks per head) the Hopper backward's grid runs
+// each sequence's kv heads fastest, so every head's first key block starts before any
+// head's second: 3 sequences x 8 kv heads, GQA, seq_q != seq_k, a window, varlen.
 TEST(CudaBackward, HeavyFirstKeyBlockOrder) {
   SKIP_WITHOUT_GPU();
   std::uint64_t seed = 1700;
