@@ -175,7 +175,8 @@ struct AmperePathOnly : ScopedEnvironment {
 };
 
 // The persistent Hopper forward with at most `blocks` blocks, so each walks several row
-// blocks even on a small problem.
+// blocks even on a small problem; the Hopper backward plans its cut last round for that
+// many SMs.
 constexpr const char* kPersistentBlocksVariable = "TILEFLASH_SM90_MAX_BLOCKS";
 struct PersistentBlockCap : ScopedEnvironment {
   explicit PersistentBlockCap(int blocks) : ScopedEnvironment(kPersistentBlocksVariable, std::to_string(blocks)) {}

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -142,6 +143,26 @@ TEST(CudaBackward, HeavyFirstKeyBlockOrder) {
     }
     expect_gpu_backward_matches_reference(c, ++seed);
   }
+}
+
+// Without a band, the Hopper backward cuts the key blocks of its launch's last round into
+// query-range pieces that add dK and dV up in memory (tail_split.h). With the SMs the plan
+// assumes capped, the main grid and the pieces' grid both run; uncapped, every block of
+// these small launches is cut. GQA, so a piece's walk crosses query heads; seq_q != seq_k.
+TEST(CudaBackward, TailPiecesOfEqualKeyBlocks) {
+  SKIP_WITHOUT_GPU();
+  std::uint64_t seed = 1800;
+  for (const int sms : {0, 5, 7})
+    for (const std::int64_t head_dim : {64, 128, 256}) {
+      std::optional<gpu::PersistentBlockCap> cap;
+      if (sms > 0) cap.emplace(sms);
+      CaseConfig c = gpu::base_case(DType::bfloat16, head_dim);
+      c.heads_q = 6;
+      c.heads_kv = 3;
+      c.seq_q = 577;
+      c.seq_k = 300;
+      expect_gpu_backward_matches_reference(c, ++seed);
+    }
 }
 
 TEST(CudaBackward, EveryFeature) {

@@ -93,11 +93,12 @@ struct KeyBlockWork {
   detail::BandMask mask;
   std::int64_t q_packed_begin = 0;  // the sequence's first row among all query rows
   int tma_batch = 0;                // varlen tensors are one packed batch entry addressed by row
+  QueryBlock start;                 // where the walk starts
 
   // The walk advances by a step, not by dividing the iteration: at the loop top a division
   // is a chain of conversions and a reciprocal on the MUFU pipe that the exponentials of
   // the other warps on the scheduler keep busy.
-  __device__ __forceinline__ QueryBlock first() const { return {kv_head * group, m_begin}; }
+  __device__ __forceinline__ QueryBlock first() const { return start; }
   __device__ __forceinline__ void advance(QueryBlock& b) const {
     if (++b.m_block == m_begin + blocks_per_head) {
       b.m_block = m_begin;
@@ -126,13 +127,31 @@ TF_HOST_DEVICE bool key_blocks_heads_fastest(const sm80::AttentionArgs& a, int b
   return a.window_right >= 0 && (a.seq_k + block_n - 1) / block_n <= 64;
 }
 
-template <int kBlockM, int kBlockN>
-__device__ __forceinline__ KeyBlockWork key_block_work(const sm80::AttentionArgs& a) {
-  KeyBlockWork w;
+// A block's key block, kv head and sequence.
+struct KeyBlockCoordinates {
+  int key_block = 0, kv_head = 0, batch = 0;
+};
+
+// The main grid's coordinates of this block, read from blockIdx where they are used (the
+// special registers are cheap to read again; decoded coordinates would hold registers).
+template <int kBlockN>
+__device__ __forceinline__ KeyBlockCoordinates main_grid_coordinates(const sm80::AttentionArgs& a) {
   const bool heads_fastest = key_blocks_heads_fastest(a, kBlockN);
-  w.key_begin = static_cast<int>(heads_fastest ? blockIdx.y : blockIdx.x) * kBlockN;
-  w.kv_head = static_cast<int>(heads_fastest ? blockIdx.x : blockIdx.y);
-  w.batch = static_cast<int>(blockIdx.z);
+  return {static_cast<int>(heads_fastest ? blockIdx.y : blockIdx.x),
+          static_cast<int>(heads_fastest ? blockIdx.x : blockIdx.y), static_cast<int>(blockIdx.z)};
+}
+
+// The main grid's launch index of this block (x fastest, as the hardware starts them).
+__device__ __forceinline__ std::int64_t main_grid_launch_index() {
+  return blockIdx.x + static_cast<std::int64_t>(gridDim.x) * (blockIdx.y + static_cast<std::int64_t>(gridDim.y) * blockIdx.z);
+}
+
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ KeyBlockWork key_block_work(const sm80::AttentionArgs& a, KeyBlockCoordinates at) {
+  KeyBlockWork w;
+  w.key_begin = at.key_block * kBlockN;
+  w.kv_head = at.kv_head;
+  w.batch = at.batch;
   w.seq = sequence_slice(a, w.batch);
   w.q_packed_begin = packed_q_begin(a, w.seq, w.batch);
   w.tma_batch = a.cu_seqlens_q != nullptr ? 0 : w.batch;
@@ -151,7 +170,28 @@ __device__ __forceinline__ KeyBlockWork key_block_work(const sm80::AttentionArgs
   w.m_begin = static_cast<int>(row_begin / kBlockM);
   w.blocks_per_head = static_cast<int>((row_end + kBlockM - 1) / kBlockM) - w.m_begin;
   w.iterations = w.group * w.blocks_per_head;
+  w.start = {w.kv_head * w.group, w.m_begin};
   return w;
+}
+
+// Piece `piece` of a cut key block (tail_split.h): the block's walk from its iteration
+// begin to its iteration end, one division at the start.
+__device__ __forceinline__ void restrict_to_piece(KeyBlockWork& w, int piece, int pieces) {
+  const IterationRange range = piece_iterations(w.iterations, piece, pieces);
+  if (w.blocks_per_head > 0)
+    w.start = {w.kv_head * w.group + range.begin / w.blocks_per_head, w.m_begin + range.begin % w.blocks_per_head};
+  w.iterations = range.end - range.begin;
+}
+
+// The coordinates of the cut key block whose piece this block of the pieces' launch (one
+// dimension, a block's pieces together) runs: the main grid's launch index
+// plan.first_block + blockIdx.x / pieces, never under a band, so key blocks fastest.
+__device__ __forceinline__ KeyBlockCoordinates cut_block_coordinates(const sm80::AttentionArgs& a, const TailSplit& plan,
+                                                                     std::int64_t key_blocks) {
+  const std::int64_t index = plan.first_block + blockIdx.x / plan.pieces;
+  const std::int64_t head_index = index / key_blocks;
+  return {static_cast<int>(index % key_blocks), static_cast<int>(head_index % a.heads_kv),
+          static_cast<int>(head_index / a.heads_kv)};
 }
 
 // Warp 0 of warpgroup 0: lane 0 issues the copies of query block `block` (walk position
@@ -294,11 +334,49 @@ __device__ __forceinline__ void load_and_reduce_dq(const BackwardTensorMaps& map
   }
 }
 
+// A piece of a cut key block (tail_split.h), after its walk: adds the consumers' dK and dV
+// to the block's slot of partial sums and counts the piece in. Only the block's last
+// piece to arrive goes on: it reads the sums (its own included) back into dk and dv.
+// Each consumer thread's float4 i sits at (i * threads + thread) * 4, so a warp's 16-byte
+// adds and reads cover 512 contiguous bytes.
+template <class Tile>
+__device__ __forceinline__ bool gather_piece_sums(const BackwardTailPieces& tail,
+                                                  AccumulatorTile<1, Tile::kOwnCols / 8>& dk,
+                                                  AccumulatorTile<1, Tile::kOwnCols / 8>& dv) {
+  constexpr int kThreads = 128 * Tile::kConsumerWarpgroups, kTiles = Tile::kOwnCols / 8;
+  static_assert(Tile::kPieceSumFloats == 2 * kTiles * kThreads * 4, "one float4 per thread and tile of dK and dV");
+  const int thread = static_cast<int>(threadIdx.x) - 128;
+  const int cut_block = static_cast<int>(blockIdx.x) / tail.plan.pieces;
+  float* const sums = tail.partials + static_cast<std::int64_t>(cut_block) * Tile::kPieceSumFloats;
+  const auto at = [&](int tile) { return reinterpret_cast<float4*>(sums + (tile * kThreads + thread) * 4); };
+#pragma unroll
+  for (int ni = 0; ni < kTiles; ++ni) {
+    atomicAdd(at(ni), make_float4(dk.value[0][ni][0], dk.value[0][ni][1], dk.value[0][ni][2], dk.value[0][ni][3]));
+    atomicAdd(at(kTiles + ni),
+              make_float4(dv.value[0][ni][0], dv.value[0][ni][1], dv.value[0][ni][2], dv.value[0][ni][3]));
+  }
+  // Every thread's additions are visible device-wide before the piece is counted (the
+  // counting thread's atomic comes after the barrier), and the last piece's reads come
+  // after it saw the count.
+  __threadfence();
+  named_barrier_sync(kEpilogueBarrier, kThreads);
+  const bool last = thread == 0 && atomicAdd(tail.arrivals + cut_block, 1u) == static_cast<unsigned>(tail.plan.pieces - 1);
+  if (!named_barrier_any(kEpilogueBarrier, kThreads, last)) return false;
+  __threadfence();
+#pragma unroll
+  for (int ni = 0; ni < kTiles; ++ni) {
+    const float4 k = __ldcg(at(ni)), v = __ldcg(at(kTiles + ni));
+    dk.value[0][ni][0] = k.x, dk.value[0][ni][1] = k.y, dk.value[0][ni][2] = k.z, dk.value[0][ni][3] = k.w;
+    dv.value[0][ni][0] = v.x, dv.value[0][ni][1] = v.y, dv.value[0][ni][2] = v.z, dv.value[0][ni][3] = v.w;
+  }
+  return true;
+}
+
 // A consumer warpgroup: dK and dV of its 64 keys, and dS^T of its keys for the dQ product.
-template <class Tile, class Element>
+template <class Tile, class Element, bool kTailPiece>
 __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelParams& p,
                                                      const BackwardSharedMemory<Tile>& smem, const KeyBlockWork& w,
-                                                     int consumer) {
+                                                     const BackwardTailPieces& tail, int consumer) {
   constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN, kHeadDim = Tile::kHeadDim;
   const sm80::AttentionArgs& a = p.attn;
   const int lane = static_cast<int>(threadIdx.x % 32);
@@ -484,6 +562,9 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
       if (lane == 0) bulk_wait_read<0>();  // as in warpgroup 0: only the staging must be read before exit
   }
 
+  if constexpr (kTailPiece)
+    if (!gather_piece_sums<Tile>(tail, dk, dv)) return;
+
   // dK = scale * sum dS^T Q and dV = sum P^T dO leave through shared memory: each warp
   // stages its 16 key rows, then writes them back as 16-byte row chunks that fill whole
   // sectors (4-byte stores straight from the fragments took 2.5-3 us per block on H100,
@@ -526,12 +607,11 @@ __device__ __forceinline__ void consume_query_blocks(const sm80::BackwardKernelP
   }
 }
 
-// One block per (128 keys, kv head, sequence); grid x ascending, so under a causal mask
-// the key blocks with the most query blocks start first.
-template <class Tile, class Element>
-__global__ void __launch_bounds__(Tile::kThreads, 1)
-    backward_kernel(const __grid_constant__ BackwardTensorMaps maps, const sm80::BackwardKernelParams p) {
-  const KeyBlockWork work = key_block_work<Tile::kBlockM, Tile::kBlockN>(p.attn);
+// One key block, or one piece of a cut one (kTailPiece): the loads and dQ in warpgroup 0,
+// dK and dV in the consumers.
+template <class Tile, class Element, bool kTailPiece>
+__device__ __forceinline__ void run_key_block(const BackwardTensorMaps& maps, const sm80::BackwardKernelParams& p,
+                                              const BackwardTailPieces& tail, const KeyBlockWork& work) {
   if (work.key_begin >= work.seq.seq_k) return;
 
   extern __shared__ unsigned char shared_bytes[];
@@ -564,7 +644,33 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
     // (as in the forward): +1.2 to +2.4 % at d = 128 and 256; at d = 64 +2 to +3 % causal
     // but -1.2 to -1.8 % non-causal (H200 A/B, perf-notes-hopper.md backward v14).
     const int consumer = Tile::kHeadDim > 64 ? __shfl_sync(0xffffffffu, warpgroup - 1, 0) : warpgroup - 1;
-    consume_query_blocks<Tile, Element>(p, smem, work, consumer);
+    consume_query_blocks<Tile, Element, kTailPiece>(p, smem, work, tail, consumer);
+  }
+}
+
+// The main grid: one block per (128 keys, kv head, sequence), key blocks fastest (or kv
+// heads, key_blocks_heads_fastest); the blocks of cut key blocks exit at once. The pieces'
+// grid (kTailPieces): one block per piece, launched behind the main grid with
+// programmatic stream serialization, so its blocks take the SMs the main grid's last
+// round leaves idle.
+template <class Tile, class Element, bool kTailPieces>
+__global__ void __launch_bounds__(Tile::kThreads, 1)
+    backward_kernel(const __grid_constant__ BackwardTensorMaps maps, const sm80::BackwardKernelParams p,
+                    const BackwardTailPieces tail) {
+  constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN;
+  if constexpr (kTailPieces) {
+    KeyBlockWork work = key_block_work<kBlockM, kBlockN>(
+        p.attn, cut_block_coordinates(p.attn, tail.plan, (p.attn.seq_k + kBlockN - 1) / kBlockN));
+    restrict_to_piece(work, static_cast<int>(blockIdx.x) % tail.plan.pieces, tail.plan.pieces);
+    run_key_block<Tile, Element, true>(maps, p, tail, work);
+    // Stream order puts the dQ conversion after this grid only: this grid must not
+    // complete before the main grid, whose dQ additions the conversion reads too.
+    wait_for_prerequisite_grids();
+  } else {
+    launch_dependent_grids();
+    if (main_grid_launch_index() >= tail.plan.first_block) return;
+    run_key_block<Tile, Element, false>(maps, p, tail,
+                                        key_block_work<kBlockM, kBlockN>(p.attn, main_grid_coordinates<kBlockN>(p.attn)));
   }
 }
 
@@ -606,24 +712,41 @@ void launch_backward(const TensorMapGeometry& geometry, const sm80::BackwardKern
   sm80::BackwardKernelParams p = call;
   const sm80::AttentionArgs& a = p.attn;
 
-  // One allocation: D, then the dQ accumulator (cleared by the kernel that computes D).
+  // Without a band or varlen every key block walks the same query blocks, and the last
+  // round of the launch may be cut into pieces (tail_split.h).
+  const std::int64_t key_blocks = (a.seq_k + Tile::kBlockN - 1) / Tile::kBlockN;
+  const bool equal_blocks =
+      a.window_left < 0 && a.window_right < 0 && a.cu_seqlens_q == nullptr && a.cu_seqlens_k == nullptr;
+  BackwardTailPieces tail;
+  tail.plan.first_block = key_blocks * a.heads_kv * a.batch;
+  if (equal_blocks)
+    tail.plan = plan_tail_split(tail.plan.first_block,
+                                static_cast<int>(a.heads_q / a.heads_kv * ((a.seq_q + Tile::kBlockM - 1) / Tile::kBlockM)),
+                                geometry.multiprocessors);
+
+  // One allocation: D, then what the kernel that computes D clears: the dQ accumulator and,
+  // for cut key blocks, their partial sums and arrival counts.
   constexpr std::int64_t kAlign = 256;
   const auto aligned = [](std::int64_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; };
   const std::int64_t dot_bytes = aligned(p.rows_q * a.heads_q * 4);
   const std::int64_t accum_bytes = aligned(a.heads_q * dq_accum_rows_per_head(p.rows_q, a.batch) * kHeadDimTile * 4);
-  StreamWorkspace workspace(dot_bytes + accum_bytes + kAlign, stream, "backward workspace allocation");
+  const std::int64_t sums_bytes = aligned(tail.plan.blocks * Tile::kPieceSumFloats * 4);
+  const std::int64_t arrivals_bytes = aligned(tail.plan.blocks * 4);
+  StreamWorkspace workspace(dot_bytes + accum_bytes + sums_bytes + arrivals_bytes + kAlign, stream,
+                            "backward workspace allocation");
   p.dout_dot_out = reinterpret_cast<float*>(workspace.data());
   p.dq_accum = reinterpret_cast<float*>(workspace.data() + dot_bytes);
-  sm80::launch_backward_dot<Element>(p, p.dq_accum, accum_bytes, stream);
+  tail.partials = reinterpret_cast<float*>(workspace.data() + dot_bytes + accum_bytes);
+  tail.arrivals = reinterpret_cast<unsigned*>(workspace.data() + dot_bytes + accum_bytes + sums_bytes);
+  sm80::launch_backward_dot<Element>(p, p.dq_accum, accum_bytes + sums_bytes + arrivals_bytes, stream);
 
-  const std::int64_t key_blocks = (a.seq_k + Tile::kBlockN - 1) / Tile::kBlockN;
   if (key_blocks > 0 && a.batch > 0) {
     BackwardTensorMaps maps;
     maps.q = make_tensor_map(a.q, geometry, geometry.rows_q, geometry.heads_q, Tile::kBlockM);
     maps.dout = make_tensor_map(p.dout, geometry, geometry.rows_q, geometry.heads_q, Tile::kBlockM);
     maps.k = make_tensor_map(a.k, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
     maps.v = make_tensor_map(a.v, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
-    const auto kernel = backward_kernel<Tile, Element>;
+    const auto kernel = backward_kernel<Tile, Element, false>;
     sm80::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
                      "setting the sm90 backward kernel's shared-memory size");
     const dim3 grid = key_blocks_heads_fastest(a, Tile::kBlockN)
@@ -631,8 +754,27 @@ void launch_backward(const TensorMapGeometry& geometry, const sm80::BackwardKern
                                  static_cast<unsigned>(a.batch))
                           : dim3(static_cast<unsigned>(key_blocks), static_cast<unsigned>(a.heads_kv),
                                  static_cast<unsigned>(a.batch));
-    kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(maps, p);
+    kernel<<<grid, Tile::kThreads, Tile::kSharedBytes, stream>>>(maps, p, tail);
     sm80::check_cuda(cudaGetLastError(), "launching the sm90 backward kernel");
+
+    if (tail.plan.active()) {
+      const auto pieces_kernel = backward_kernel<Tile, Element, true>;
+      sm80::check_cuda(
+          cudaFuncSetAttribute(pieces_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
+          "setting the sm90 backward pieces kernel's shared-memory size");
+      cudaLaunchAttribute early_start;
+      early_start.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      early_start.val.programmaticStreamSerializationAllowed = 1;
+      cudaLaunchConfig_t config = {};
+      config.gridDim = dim3(static_cast<unsigned>(tail.plan.blocks * tail.plan.pieces));
+      config.blockDim = dim3(Tile::kThreads);
+      config.dynamicSmemBytes = Tile::kSharedBytes;
+      config.stream = stream;
+      config.attrs = &early_start;
+      config.numAttrs = 1;
+      sm80::check_cuda(cudaLaunchKernelEx(&config, pieces_kernel, maps, p, tail),
+                       "launching the sm90 backward pieces kernel");
+    }
   }
 
   const std::int64_t m_blocks = (a.seq_q + Tile::kBlockM - 1) / Tile::kBlockM;

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "common/host_device.h"
+#include "cuda/common/tail_split.h"
 #include "cuda/sm80/bwd_params.h"
 #include "cuda/sm90/fwd_launch.h"
 
@@ -61,6 +62,8 @@ struct BackwardTile {
   static constexpr int kDsBytes = kBlockN * 128;             // dS^T: per key, 64 queries in 128 bytes
   static constexpr int kDqStageBytes = 64 * kDqCols * 4;     // one fp32 dQ product
   static constexpr int kStatsBytes = 2 * kBlockM * 4;        // lse and D = rowsum(dO * O) of a query block
+  // dK and dV of a cut key block's pieces (fp32): a block's keys times the head dim, twice.
+  static constexpr int kPieceSumFloats = 2 * kBlockN * kHeadDim;
   static constexpr int kBarriers = 1 + 2 * kStages + (kConsumerWarpgroups + 1) * kDsBuffers;
   static constexpr int kSharedBytes = 1024 + 2 * kKVBytes + 2 * kStages * kRowBytes + kDsBuffers * kDsBytes +
                                       kDqStages * kDqStageBytes + kStages * kStatsBytes + 8 * kBarriers;
@@ -78,6 +81,18 @@ struct BackwardTile {
   static_assert(kSharedBytes <= 227 * 1024, "sm90 backward tile exceeds the shared memory of a block");
   static_assert(kLeaderRegisters * 128 + kConsumerRegisters * 128 * kConsumerWarpgroups == 168 * kThreads,
                 "register reallocation must redistribute exactly the launch's registers");
+};
+
+// The key blocks that run cut into query-range pieces (tail_split.h): the main grid's
+// blocks from `plan.first_block` on (launch order) exit at once, and a second launch runs
+// each of them as `plan.pieces` blocks. A piece adds its dK and dV (fp32, unscaled) to
+// its block's slot of `partials`, in the consumers' register order, and counts itself in
+// `arrivals`; the last to arrive reads the sums back and writes dK and dV. Both live in the
+// workspace the rowsum kernel clears.
+struct BackwardTailPieces {
+  TailSplit plan;
+  float* partials = nullptr;
+  unsigned* arrivals = nullptr;
 };
 
 constexpr bool backward_supports_tile(int head_dim_tile) {

@@ -136,6 +136,24 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
 __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
+// A named barrier that also returns whether any of its threads passed true.
+__device__ __forceinline__ bool named_barrier_any(int id, int threads, bool value) {
+  std::uint32_t any;
+  asm volatile(
+      "{\n .reg .pred given, any;\n setp.ne.u32 given, %1, 0;\n bar.red.or.pred any, %2, %3, given;\n"
+      " selp.u32 %0, 1, 0, any;\n}\n"
+      : "=r"(any)
+      : "r"(static_cast<std::uint32_t>(value)), "r"(id), "r"(threads)
+      : "memory");
+  return any != 0;
+}
+
+// ---- Programmatic dependent launch (sm_90). launch_dependents: the kernel launched after
+// this one with programmatic stream serialization may start once every block of this one
+// has executed it or exited. wait: until the grids this one depends on have completed and
+// their memory is visible.
+__device__ __forceinline__ void launch_dependent_grids() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+__device__ __forceinline__ void wait_for_prerequisite_grids() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 
 // ---- wgmma ordering. fence: register and shared-memory writes by ordinary instructions
 // are visible to the wgmma issued after it (needed before the first wgmma and whenever

@@ -118,7 +118,7 @@ TensorMapGeometry tensor_map_geometry(const ForwardParams& params, const detail:
                    "reading the multiprocessor count");
   // Fewer persistent blocks (the forward's) than multiprocessors make each block walk
   // several tiles even on small problems: what the tests use to reach the hand-over between
-  // tiles.
+  // tiles, and the backward's main grid beside its cut last round.
   geometry.multiprocessors = static_cast<int>(std::min<long long>(
       sm80::positive_environment_value(kPersistentBlocksVariable, "blocks", geometry.multiprocessors),
       geometry.multiprocessors));

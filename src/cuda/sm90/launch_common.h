@@ -17,8 +17,9 @@ std::string hopper_path_unsupported_reason(const ForwardParams& params, const de
 // Empty when TMA can address the tensor (positive strides below 2^40 bytes), else why not.
 std::string tma_stride_reason(const char* name, const TensorView& t);
 
-// The most blocks the persistent Hopper forward launches: the device's multiprocessors, or
-// fewer when this environment variable says so (read at each call).
+// The most blocks the persistent Hopper forward launches, and the SMs the Hopper backward
+// plans its last round for (tail_split.h): the device's multiprocessors, or fewer when this
+// environment variable says so (read at each call).
 constexpr const char* kPersistentBlocksVariable = "TILEFLASH_SM90_MAX_BLOCKS";
 
 TensorMapGeometry tensor_map_geometry(const ForwardParams& params, const detail::Problem& problem);
