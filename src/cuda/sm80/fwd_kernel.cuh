@@ -35,7 +35,10 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
   using QTile = SmemTile<Element, kBlockM, kHeadDim>;
   using KVTile = SmemTile<Element, kBlockN, kHeadDim>;
 
-  // Q, then two stages of (K, V): the next key tile loads while this one is used.
+  // Q, then kKVStages stages of (K, V). Two: the next key tile loads while this one is
+  // used. One (FA2's d = 256 schedule, half the shared memory so two blocks share an SM):
+  // V of this tile loads under Q K^T, K of the next one under P V.
+  constexpr int kStages = Tile::kKVStages;
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const QTile q_smem{reinterpret_cast<Element*>(shared_bytes)};
   Element* const kv_smem = q_smem.data + kBlockM * QTile::kStride;
@@ -93,18 +96,24 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
     const Element* const q_rows = row_pointer<Element>(args.q, batch, seq.q_begin + row_begin, head);
     load_tile_async<Tile::kThreads>(q_smem, GlobalTile<Element>{q_rows, args.q.row_stride, rows_valid, head_dim});
     load_tile_async<Tile::kThreads>(k_smem(0), key_tile(k_rows, args.k.row_stride, keys.end - 1));
-    load_tile_async<Tile::kThreads>(v_smem(0), key_tile(v_rows, args.v.row_stride, keys.end - 1));
+    if constexpr (kStages == 2) load_tile_async<Tile::kThreads>(v_smem(0), key_tile(v_rows, args.v.row_stride, keys.end - 1));
     ptx::cp_async_commit();
 
     int stage = 0;
-    for (int n = keys.end - 1; n >= keys.begin; --n, stage ^= 1) {
-      // Tile n has landed, and every warp is done with tile n + 1, whose stage the next
-      // load reuses: one barrier per tile, and each load overlaps a whole tile of work.
+    for (int n = keys.end - 1; n >= keys.begin; --n, stage = (stage + 1) % kStages) {
+      // Two stages: tile n has landed, and every warp is done with tile n + 1, whose stage
+      // the next load reuses: one barrier per tile, and each load overlaps a whole tile of
+      // work. One stage: K of tile n has landed and every warp is done with V of tile n + 1.
       ptx::cp_async_wait<0>();
       __syncthreads();
-      if (n > keys.begin) {
-        load_tile_async<Tile::kThreads>(k_smem(stage ^ 1), key_tile(k_rows, args.k.row_stride, n - 1));
-        load_tile_async<Tile::kThreads>(v_smem(stage ^ 1), key_tile(v_rows, args.v.row_stride, n - 1));
+      if constexpr (kStages == 2) {
+        if (n > keys.begin) {
+          load_tile_async<Tile::kThreads>(k_smem(stage ^ 1), key_tile(k_rows, args.k.row_stride, n - 1));
+          load_tile_async<Tile::kThreads>(v_smem(stage ^ 1), key_tile(v_rows, args.v.row_stride, n - 1));
+          ptx::cp_async_commit();
+        }
+      } else {
+        load_tile_async<Tile::kThreads>(v_smem(0), key_tile(v_rows, args.v.row_stride, n));
         ptx::cp_async_commit();
       }
       const KVTile k_tile = k_smem(stage), v_tile = v_smem(stage);
@@ -144,6 +153,15 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
           apply_dropout(scores, dropout, static_cast<std::uint32_t>(batch * args.heads_q + head), score_row0, score_col0);
       }
 
+      if constexpr (kStages == 1) {
+        // V of tile n has landed and every warp is done with K of tile n.
+        ptx::cp_async_wait<0>();
+        __syncthreads();
+        if (n > keys.begin) {
+          load_tile_async<Tile::kThreads>(k_smem(0), key_tile(k_rows, args.k.row_stride, n - 1));
+          ptx::cp_async_commit();
+        }
+      }
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) {
         std::uint32_t a[kMTiles][4];

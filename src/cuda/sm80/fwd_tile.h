@@ -14,9 +14,11 @@ struct ForwardTileShape {
   int block_n;  // key rows per main-loop step
   int warps;    // each warp owns block_m / warps query rows
   int min_blocks_per_sm;
+  int kv_stages = 2;  // K/V buffers: 2 (the next key tile loads during this one) or 1 (see the kernel)
 
   constexpr bool operator==(const ForwardTileShape& o) const {
-    return block_m == o.block_m && block_n == o.block_n && warps == o.warps && min_blocks_per_sm == o.min_blocks_per_sm;
+    return block_m == o.block_m && block_n == o.block_n && warps == o.warps &&
+           min_blocks_per_sm == o.min_blocks_per_sm && kv_stages == o.kv_stages;
   }
 };
 
@@ -31,7 +33,7 @@ struct ForwardTileShape {
 constexpr ForwardTileShape forward_tile_shape(int head_dim, bool large_shared_memory) {
   if (head_dim <= 64) return {128, 64, 4, 2};
   if (head_dim <= 128) return {128, large_shared_memory ? 64 : 32, 4, 1};
-  if (large_shared_memory) return {128, 64, 8, 1};
+  if (large_shared_memory) return {64, 64, 4, 2, 1};
   return {64, 32, 4, 1};
 }
 
@@ -49,12 +51,13 @@ struct ForwardTile {
   static constexpr int kWarps = kShape.warps;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kMinBlocksPerSm = kShape.min_blocks_per_sm;
+  static constexpr int kKVStages = kShape.kv_stages;
   static constexpr int kRowsPerWarp = kBlockM / kWarps;
   static constexpr int kMTiles = kRowsPerWarp / 16;  // 16-row mma tiles per warp
   static constexpr int kNTiles = kBlockN / 8;        // 8-column mma tiles of a score tile
   static constexpr int kDTiles = kHeadDim / 8;       // 8-column mma tiles of the output
-  // Q and two stages of K and V, each padded by 8 elements per row (tile_io.cuh).
-  static constexpr int kSharedBytes = (kBlockM + 4 * kBlockN) * (kHeadDim + 8) * 2;
+  // Q and the K and V stages, each padded by 8 elements per row (tile_io.cuh).
+  static constexpr int kSharedBytes = (kBlockM + 2 * kKVStages * kBlockN) * (kHeadDim + 8) * 2;
 
   static_assert(kHeadDim % 16 == 0 && kHeadDim <= 256, "head-dim tiles are multiples of 16 up to 256");
   static_assert(kRowsPerWarp % 16 == 0, "a warp owns whole 16-row mma tiles");
