@@ -3,6 +3,7 @@
 // one head's consecutive rows, and serpentine rounds that cover each round's tiles.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <set>
 #include <tuple>
@@ -98,6 +99,25 @@ TEST(PersistentTileOrder, SerpentineRoundsCoverEachRound) {
     EXPECT_EQ(static_cast<int>(tiles.size()), blocks);
   }
   EXPECT_EQ(order.tile_of(1, 0, blocks), 2 * blocks - 1);  // block 0 takes the round's lightest tile
+}
+
+// The persistent grid: one block per SM unless a slightly smaller count makes whole rounds
+// without an extra one; never more blocks than tiles or SMs.
+TEST(PersistentTileOrder, BlocksMakeWholeRoundsWhereTheyCan) {
+  EXPECT_EQ(cuda::persistent_blocks(2048, 132), 128);  // 16 rounds either way
+  EXPECT_EQ(cuda::persistent_blocks(1024, 132), 128);
+  EXPECT_EQ(cuda::persistent_blocks(2112, 132), 132);  // already whole
+  EXPECT_EQ(cuda::persistent_blocks(100, 132), 100);
+  EXPECT_EQ(cuda::persistent_blocks(1254, 132), 132);  // no divisor in 124..132 without a 10th round
+  for (const int sms : {7, 78, 114, 132})
+    for (std::int64_t tiles = 1; tiles < 5000; tiles += 7) {
+      const std::int64_t blocks = cuda::persistent_blocks(tiles, sms);
+      ASSERT_GE(blocks, 1);
+      ASSERT_LE(blocks, std::min<std::int64_t>(tiles, sms));
+      const std::int64_t rounds = (tiles + sms - 1) / sms;
+      ASSERT_EQ((tiles + blocks - 1) / blocks, tiles <= sms ? 1 : rounds) << tiles << " tiles, " << sms << " SMs";
+      if (blocks != sms && tiles > sms) ASSERT_EQ(tiles % blocks, 0);
+    }
 }
 
 }  // namespace
