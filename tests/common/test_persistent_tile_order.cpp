@@ -102,21 +102,29 @@ TEST(PersistentTileOrder, SerpentineRoundsCoverEachRound) {
 }
 
 // The persistent grid: one block per SM unless a slightly smaller count makes whole rounds
-// without an extra one; never more blocks than tiles or SMs.
+// without an extra one (not for the orders that even out their own end); never more
+// blocks than tiles or SMs.
 TEST(PersistentTileOrder, BlocksMakeWholeRoundsWhereTheyCan) {
-  EXPECT_EQ(cuda::persistent_blocks(2048, 132), 128);  // 16 rounds either way
-  EXPECT_EQ(cuda::persistent_blocks(1024, 132), 128);
-  EXPECT_EQ(cuda::persistent_blocks(2112, 132), 132);  // already whole
-  EXPECT_EQ(cuda::persistent_blocks(100, 132), 100);
-  EXPECT_EQ(cuda::persistent_blocks(1254, 132), 132);  // no divisor in 124..132 without a 10th round
+  const auto plain = [](std::int64_t tiles) { return PersistentTileOrder{static_cast<int>(tiles), 1, 1}; };
+  EXPECT_EQ(cuda::persistent_blocks(plain(2048), 132), 128);  // 16 rounds either way
+  EXPECT_EQ(cuda::persistent_blocks(PersistentTileOrder{16, 16, 8, true, 8}, 132), 128);  // causal, chunks of 8
+  EXPECT_EQ(cuda::persistent_blocks(PersistentTileOrder{128, 16, 1, true, 4}, 132), 132);  // chunks of 4
+  EXPECT_EQ(cuda::persistent_blocks(PersistentTileOrder{22, 32, 4, false, 8, true}, 132), 132);  // partial last
+  EXPECT_EQ(cuda::persistent_blocks(plain(2112), 132), 132);  // already whole
+  EXPECT_EQ(cuda::persistent_blocks(plain(4096), 132), 132);  // 31 rounds and 4 tiles: the short round stays
+  EXPECT_EQ(cuda::persistent_blocks(plain(100), 132), 100);
+  EXPECT_EQ(cuda::persistent_blocks(plain(1254), 132), 132);  // no divisor in 124..132 without a 10th round
   for (const int sms : {7, 78, 114, 132})
     for (std::int64_t tiles = 1; tiles < 5000; tiles += 7) {
-      const std::int64_t blocks = cuda::persistent_blocks(tiles, sms);
+      const std::int64_t blocks = cuda::persistent_blocks(plain(tiles), sms);
       ASSERT_GE(blocks, 1);
       ASSERT_LE(blocks, std::min<std::int64_t>(tiles, sms));
       const std::int64_t rounds = (tiles + sms - 1) / sms;
       ASSERT_EQ((tiles + blocks - 1) / blocks, tiles <= sms ? 1 : rounds) << tiles << " tiles, " << sms << " SMs";
-      if (blocks != sms && tiles > sms) ASSERT_EQ(tiles % blocks, 0);
+      if (blocks != sms && tiles > sms) {
+        ASSERT_EQ(tiles % blocks, 0);
+        ASSERT_GE(tiles % sms, sms / 4);
+      }
     }
 }
 

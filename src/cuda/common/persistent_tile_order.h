@@ -78,14 +78,22 @@ struct PersistentTileOrder {
   }
 };
 
-// How many persistent blocks take `tiles` in the static order on `multiprocessors` SMs: one
-// per SM, unless a count down to 1/16 fewer makes whole rounds without adding a round. A
-// partial last round leaves the blocks that take one tile more behind the others, and under
-// a causal band the serpentine rounds no longer pair each block's heavy tiles with light
-// ones: 2048 tiles of 128 rows (the grid's d = 128 at every length) on 128 blocks ran 0.5 to
-// 1.5 % faster than on 132, causal, d = 128 and 256 (H200, perf-notes-hopper.md v18).
-TF_HOST_DEVICE std::int64_t persistent_blocks(std::int64_t tiles, int multiprocessors) {
+// How many persistent blocks take the tiles of `order` on `multiprocessors` SMs: one per
+// SM, unless a count down to 1/16 fewer makes whole rounds without adding a round. A partial
+// last round leaves the blocks that take one tile more behind, and under a band the
+// serpentine rounds then no longer pair each block's heavy tiles with light ones: 2048
+// tiles of 128 rows (the grid's d = 128 at every length) on 128 blocks instead of 132 ran
+// +1.0 to +1.3 % causal and +0.6 to +1.1 % non-causal at 1k-8k (d = 256, 1024 tiles: +0.4 to
+// +1.5 % causal). Orders whose own end is even keep every SM: the partial row blocks last
+// (−2 % with whole rounds at d = 64, 4k) and heavy-first chunks of 4 (−2 % at 16k, causal,
+// d = 128 and 256); so do launches whose last round is short (4096 tiles, d = 64 causal 1k:
+// 31 rounds and 4 tiles, −0.9 % on 128 blocks). H200 A/Bs, perf-notes-hopper.md v18.
+TF_HOST_DEVICE std::int64_t persistent_blocks(const PersistentTileOrder& order, int multiprocessors) {
+  const std::int64_t tiles = order.count();
   if (tiles <= multiprocessors) return tiles;
+  if (order.partial_last || (order.heavy_first && order.heavy_chunk < 8)) return multiprocessors;
+  // A last round of a few tiles (the lightest, under a band) costs less than the SMs given up.
+  if (tiles % multiprocessors < multiprocessors / 4) return multiprocessors;
   const std::int64_t rounds = (tiles + multiprocessors - 1) / multiprocessors;
   for (int blocks = multiprocessors; blocks >= multiprocessors - multiprocessors / 16; --blocks)
     if (tiles % blocks == 0 && tiles / blocks == rounds) return blocks;

@@ -66,7 +66,7 @@ __device__ __forceinline__ Element* row_pointer(const sm80::SequenceTensor& t, i
 // where the last rounds' chunks unbalance the blocks). Measured on the H200
 // (perf-notes-hopper.md, v9).
 template <int kBlockM>
-__device__ __forceinline__ PersistentTileOrder forward_tile_order(const sm80::AttentionArgs& args) {
+TF_HOST_DEVICE PersistentTileOrder forward_tile_order(const sm80::AttentionArgs& args) {
   const int m_blocks = static_cast<int>((args.seq_q + kBlockM - 1) / kBlockM);
   const bool banded = args.window_right >= 0;
   // For the tall tile only (192 rows: the grid's sequences leave a partial row block); in

@@ -427,7 +427,8 @@ void launch_forward_tile(const TensorMapGeometry& geometry, const sm80::Attentio
                    "setting the sm90 forward kernel's shared-memory size");
   // The dynamic order takes tiles greedily: whole rounds do not matter there.
   const std::int64_t blocks = Tile::kDynamicOrder ? (tiles < geometry.multiprocessors ? tiles : geometry.multiprocessors)
-                                                  : persistent_blocks(tiles, geometry.multiprocessors);
+                                                  : persistent_blocks(forward_tile_order<Tile::kBlockM>(args),
+                                                                      geometry.multiprocessors);
   // kDynamicOrder: the tiles past the first round come from a counter, per call and zeroed
   // on the stream (a counter shared between calls would mix concurrent streams' tiles).
   // Tile indices are 32-bit there: 2^31 tiles of 192 rows would be 4 * 10^11 query rows.
