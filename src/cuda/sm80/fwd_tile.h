@@ -31,7 +31,7 @@ struct ForwardTileShape {
 // to d = 192) they keep 128 rows per block, halving the K/V traffic per query row, and
 // take 64 keys per step. At 256 that tile (202 KiB, one block per SM) waited on its
 // loads; FA2's 64 x 64 tile with a single K and V buffer (99 KiB, two blocks per SM)
-// measured +3 to +8 % on the H200 (docs/perf-notes.md).
+// measured +3 to +8 % on the H200, and -5 to -9 % at 192 (docs/perf-notes.md).
 constexpr ForwardTileShape forward_tile_shape(int head_dim, bool large_shared_memory) {
   if (head_dim <= 64) return {128, 64, 4, 2};
   if (head_dim <= 128) return {128, large_shared_memory ? 64 : 32, 4, 1};
