@@ -362,6 +362,24 @@ TEST(CudaBackward, SharedMemoryCapIsChecked) {
   }
 }
 
+// The Hopper backward plans its cut last round for the SMs TILEFLASH_SM90_MAX_BLOCKS allows:
+// a malformed value is an error naming the variable there too, not a silent default.
+TEST(CudaBackward, PersistentBlockCapIsChecked) {
+  SKIP_WITHOUT_GPU();
+  if (!gpu::hopper_path_active() || !has_sm90_backward_tile(64)) GTEST_SKIP() << "the cap applies to the Hopper kernels";
+  AttentionCase c(gpu::base_case(DType::bfloat16, 64), 1710);
+  AttentionOutputs o = c.new_outputs();
+  for (const char* malformed : {"3x", "-1", "0", ""}) {
+    const gpu::ScopedEnvironment cap(gpu::kPersistentBlocksVariable, malformed);
+    try {
+      backward_on_gpu(c.backward_params(o, Backend::cuda));
+      ADD_FAILURE() << "accepted TILEFLASH_SM90_MAX_BLOCKS=\"" << malformed << '"';
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), gpu::kPersistentBlocksVariable) << e.what();
+    }
+  }
+}
+
 // A handful of small cases that cover every kernel path (plain and feature instantiations,
 // masked and unmasked tiles, GQA, varlen, the three dQ modes), sized for compute-sanitizer.
 TEST(CudaBackwardSanitizer, SmallGrid) {
