@@ -15,6 +15,7 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 
@@ -416,7 +417,8 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
 
 template <class Tile, class Element>
 void launch_forward_tile(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream) {
-  const std::int64_t tiles = (args.seq_q + Tile::kBlockM - 1) / Tile::kBlockM * args.heads_q * args.batch;
+  const PersistentTileOrder order = forward_tile_order<Tile::kBlockM>(args);
+  const std::int64_t tiles = order.count();
   if (tiles == 0) return;
   ForwardTensorMaps maps;
   maps.q = make_tensor_map(args.q, geometry, geometry.rows_q, geometry.heads_q, Tile::kBlockM);
@@ -426,9 +428,8 @@ void launch_forward_tile(const TensorMapGeometry& geometry, const sm80::Attentio
   sm80::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
                    "setting the sm90 forward kernel's shared-memory size");
   // The dynamic order takes tiles greedily: whole rounds do not matter there.
-  const std::int64_t blocks = Tile::kDynamicOrder ? (tiles < geometry.multiprocessors ? tiles : geometry.multiprocessors)
-                                                  : persistent_blocks(forward_tile_order<Tile::kBlockM>(args),
-                                                                      geometry.multiprocessors);
+  const std::int64_t blocks = Tile::kDynamicOrder ? std::min<std::int64_t>(tiles, geometry.multiprocessors)
+                                                  : persistent_blocks(order, geometry.multiprocessors);
   // kDynamicOrder: the tiles past the first round come from a counter, per call and zeroed
   // on the stream (a counter shared between calls would mix concurrent streams' tiles).
   // Tile indices are 32-bit there: 2^31 tiles of 192 rows would be 4 * 10^11 query rows.
