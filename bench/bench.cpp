@@ -51,8 +51,17 @@ const char* short_dtype_name(DType dtype) {
     case DType::bfloat16: return "bf16";
     case DType::float64: return "fp64";
     case DType::int32: return "int32";
+    case DType::float8_e4m3: return "fp8";
   }
   return "?";
+}
+
+DType output_dtype(const Case& c) { return c.dtype == DType::float8_e4m3 ? DType::bfloat16 : c.dtype; }
+
+std::string fp8_direction_reason(const Case& c) {
+  if (c.dtype == DType::float8_e4m3 && c.direction != Direction::forward)
+    return "FP8 is forward-only (tileflash has no backward with float8_e4m3 inputs)";
+  return {};
 }
 
 double attended_pairs(const Case& c) {

@@ -32,6 +32,14 @@ struct Case {
   int warmup = 3;
 };
 
+// The dtype of out: the inputs' dtype, except bfloat16 for FP8 inputs (tileflash's FP8
+// forward writes a 16-bit output; backends that write another say so, see cudnn_runner.cpp).
+DType output_dtype(const Case& c);
+
+// Empty, or why the case cannot run on any backend: FP8 inputs have a forward only in
+// tileflash, so no backward with them is timed (cuDNN's would have nothing to compare with).
+std::string fp8_direction_reason(const Case& c);
+
 // Query/key pairs that take part in the product: all of them, or for causal
 // masking those on or below the bottom-right aligned diagonal. For seq_q == seq_k
 // this is taken as exactly half, the convention of ../shared/ANCHORS.md and the
@@ -41,7 +49,8 @@ double attended_pairs(const Case& c);
 double case_flops(const Case& c);
 
 // Inputs shared by every backend of one case: float32 values in logical
-// (batch, seq, heads, head_dim) order, converted by each backend to its dtype and layout.
+// (batch, seq, heads, head_dim) order, converted by each backend to its dtype and layout
+// (for FP8 rounded to the nearest e4m3 value, so every backend gets the same bytes).
 struct HostInputs {
   std::vector<float> q, k, v, dout;
 };

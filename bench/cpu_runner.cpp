@@ -26,8 +26,9 @@ class CpuRunner final : public Runner {
   std::string device() const override { return device_; }
 
   std::string unsupported_reason(const Case& c) const override {
+    std::string reason = fp8_direction_reason(c);
+    if (!reason.empty()) return reason;
     const BackwardParams params = make_params(c, nullptr);
-    std::string reason;
     const bool ok = c.direction == Direction::forward ? is_supported(static_cast<const ForwardParams&>(params), &reason)
                                                       : is_supported(params, &reason);
     return ok ? std::string() : reason;
@@ -38,7 +39,7 @@ class CpuRunner final : public Runner {
     t.q = pack(in.q, q_shape(c), c.dtype, c.layout);
     t.k = pack(in.k, kv_shape(c), c.dtype, c.layout);
     t.v = pack(in.v, kv_shape(c), c.dtype, c.layout);
-    t.out.assign(t.q.size(), std::byte{0xFF});  // NaN in every float format
+    t.out.assign(q_shape(c).numel() * dtype_size(output_dtype(c)), std::byte{0xFF});  // NaN in every float format
     t.lse.assign(c.batch * c.heads_q * c.seq_q, std::numeric_limits<float>::quiet_NaN());
     if (c.direction != Direction::forward) {
       t.dout = pack(in.dout, q_shape(c), c.dtype, c.layout);
@@ -69,7 +70,8 @@ class CpuRunner final : public Runner {
     m.ms_median = median(times);
 
     if (keep_outputs) {
-      if (c.direction != Direction::backward) m.outputs.out = unpack(t.out.data(), q_shape(c), c.dtype, c.layout);
+      if (c.direction != Direction::backward)
+        m.outputs.out = unpack(t.out.data(), q_shape(c), output_dtype(c), c.layout);
       if (c.direction != Direction::forward) {
         m.outputs.dq = unpack(t.dq.data(), q_shape(c), c.dtype, c.layout);
         m.outputs.dk = unpack(t.dk.data(), kv_shape(c), c.dtype, c.layout);
@@ -91,7 +93,7 @@ class CpuRunner final : public Runner {
     p.q = make_view(data(s.q), q_shape(c), c.dtype, c.layout, DeviceType::cpu);
     p.k = make_view(data(s.k), kv_shape(c), c.dtype, c.layout, DeviceType::cpu);
     p.v = make_view(data(s.v), kv_shape(c), c.dtype, c.layout, DeviceType::cpu);
-    p.out = make_view(data(s.out), q_shape(c), c.dtype, c.layout, DeviceType::cpu);
+    p.out = make_view(data(s.out), q_shape(c), output_dtype(c), c.layout, DeviceType::cpu);
     p.lse = TensorView::contiguous(t ? static_cast<void*>(s.lse.data()) : placeholder, DType::float32,
                                    {c.batch, c.heads_q, c.seq_q});
     p.causal = c.causal;

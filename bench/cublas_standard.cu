@@ -148,6 +148,7 @@ class CublasStandardRunner final : public Runner {
   std::string device() const override { return device_; }
   std::string unsupported_reason(const Case& c) const override {
     if (c.dtype == DType::float64) return "float64 is not benchmarked on the GPU";
+    if (c.dtype == DType::float8_e4m3) return "materialised attention is implemented for fp16, bf16 and fp32, not FP8";
     if (c.heads_q % c.heads_kv != 0) return "heads_q must be a multiple of heads_kv";
     return {};
   }

@@ -18,7 +18,8 @@ class CudaRunner final : public Runner {
   std::string device() const override { return device_; }
 
   std::string unsupported_reason(const Case& c) const override {
-    std::string reason;
+    std::string reason = fp8_direction_reason(c);
+    if (!reason.empty()) return reason;
     const BackwardParams params = make_params(c, nullptr);
     const bool ok = c.direction == Direction::forward ? is_supported(static_cast<const ForwardParams&>(params), &reason)
                                                       : is_supported(params, &reason);
@@ -53,7 +54,7 @@ class CudaRunner final : public Runner {
     p.q = make_view(data(s.q), q_shape(c), c.dtype, c.layout, cuda);
     p.k = make_view(data(s.k), kv_shape(c), c.dtype, c.layout, cuda);
     p.v = make_view(data(s.v), kv_shape(c), c.dtype, c.layout, cuda);
-    p.out = make_view(data(s.out), q_shape(c), c.dtype, c.layout, cuda);
+    p.out = make_view(data(s.out), q_shape(c), output_dtype(c), c.layout, cuda);
     p.lse = TensorView::contiguous(data(s.lse), DType::float32, {c.batch, c.heads_q, c.seq_q}, cuda);
     p.causal = c.causal;
     p.backend = tileflash::Backend::cuda;

@@ -57,12 +57,12 @@ DeviceBuffer poisoned(std::size_t bytes) {
   return buffer;
 }
 
-AttentionTensors::AttentionTensors(const Case& c, const HostInputs& in) {
+AttentionTensors::AttentionTensors(const Case& c, const HostInputs& in, DType out_dtype) : out_dtype(out_dtype) {
   const std::size_t element = dtype_size(c.dtype);
   q = upload(in.q, q_shape(c), c.dtype, c.layout);
   k = upload(in.k, kv_shape(c), c.dtype, c.layout);
   v = upload(in.v, kv_shape(c), c.dtype, c.layout);
-  out = poisoned(q_shape(c).numel() * element);
+  out = poisoned(q_shape(c).numel() * dtype_size(out_dtype));
   lse = poisoned(c.batch * c.heads_q * c.seq_q * sizeof(float));
   if (c.direction != Direction::forward) {
     dout = upload(in.dout, q_shape(c), c.dtype, c.layout);
@@ -74,7 +74,7 @@ AttentionTensors::AttentionTensors(const Case& c, const HostInputs& in) {
 
 HostOutputs AttentionTensors::download(const Case& c) const {
   HostOutputs outputs;
-  if (c.direction != Direction::backward) outputs.out = gpu::download(out, q_shape(c), c.dtype, c.layout);
+  if (c.direction != Direction::backward) outputs.out = gpu::download(out, q_shape(c), out_dtype, c.layout);
   if (c.direction != Direction::forward) {
     outputs.dq = gpu::download(dq, q_shape(c), c.dtype, c.layout);
     outputs.dk = gpu::download(dk, kv_shape(c), c.dtype, c.layout);

@@ -43,12 +43,16 @@ std::vector<float> download(const DeviceBuffer& buffer, const Shape4& shape, DTy
 DeviceBuffer poisoned(std::size_t bytes);
 
 // One case's tensors on the device: inputs uploaded in the case's dtype and layout, outputs
-// poisoned (lse in float32); dout and the gradients only when the direction has a backward.
+// poisoned (out in `out_dtype`, lse in float32); dout and the gradients only when the
+// direction has a backward.
 struct AttentionTensors {
   DeviceBuffer q, k, v, out, lse, dout, dq, dk, dv;
+  DType out_dtype = DType::float32;
 
   AttentionTensors() = default;  // no buffers: views over it carry shapes only
-  AttentionTensors(const Case& c, const HostInputs& in);
+  AttentionTensors(const Case& c, const HostInputs& in) : AttentionTensors(c, in, output_dtype(c)) {}
+  // For a backend whose out differs from output_dtype(c) (cuDNN's FP8 forward on Hopper).
+  AttentionTensors(const Case& c, const HostInputs& in, DType out_dtype);
   // What the direction wrote, back as logical fp32 values for the cross-backend check.
   HostOutputs download(const Case& c) const;
 };

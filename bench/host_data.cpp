@@ -108,6 +108,7 @@ std::vector<std::byte> pack(const std::vector<float>& logical, const Shape4& sha
           std::memcpy(dst, &y, 2);
           break;
         }
+        case DType::float8_e4m3: *dst = static_cast<std::byte>(detail::float_to_fp8_e4m3(x)); break;
         case DType::int32: throw std::logic_error("pack: int32 is not a value dtype");
       }
     }
@@ -137,6 +138,7 @@ std::vector<float> unpack(const void* storage, const Shape4& shape, DType dtype,
           x = dtype == DType::bfloat16 ? detail::bf16_to_float(y) : detail::fp16_to_float(y);
           break;
         }
+        case DType::float8_e4m3: x = detail::fp8_e4m3_to_float(std::to_integer<std::uint8_t>(*src)); break;
         case DType::int32: throw std::logic_error("unpack: int32 is not a value dtype");
       }
     }

@@ -36,7 +36,8 @@ result against the first one's. Lists are comma-separated.
   --hidden N          heads = N / head_dim for each head dim (overrides --heads)
   --batch N           batch size (default 1)
   --tokens N          batch = N / seq for each seq (overrides --batch)
-  --dtype LIST        fp32, fp16, bf16 (default bf16)
+  --dtype LIST        fp32, fp16, bf16, fp8 (default bf16); fp8: e4m3 q, k, v, bf16 out,
+                      forward only (cuda on sm_90, cudnn, reference)
   --causal 0|1|both   (default 0)
   --direction LIST    fwd, bwd, fwd+bwd (default fwd)
   --layout bshd|bhsd  memory layout of q, k, v, out and gradients (default bshd)
@@ -83,7 +84,8 @@ DType parse_dtype(const std::string& text) {
   if (text == "fp32" || text == "float32") return DType::float32;
   if (text == "fp16" || text == "float16") return DType::float16;
   if (text == "bf16" || text == "bfloat16") return DType::bfloat16;
-  usage_error("--dtype expects fp32, fp16 or bf16, got '" + text + "'");
+  if (text == "fp8" || text == "float8_e4m3fn" || text == "e4m3") return DType::float8_e4m3;
+  usage_error("--dtype expects fp32, fp16, bf16 or fp8, got '" + text + "'");
 }
 
 Direction parse_direction(const std::string& text) {
@@ -214,8 +216,11 @@ Deviation compare(const HostOutputs& got, const HostOutputs& want) {
 
 // Two low-precision results differ by a few units in the last place of the output
 // format each; more than this relative to the output's scale means a wrong result.
+// FP8: the same e4m3 inputs, but P is rounded to e4m3 (3 mantissa bits) inside each
+// kernel, and cuDNN's O on Hopper is e4m3 itself (up to 2^-4 of a value off).
 double agreement_tolerance(DType dtype) {
   switch (dtype) {
+    case DType::float8_e4m3: return 1e-1;
     case DType::bfloat16: return 4e-2;
     case DType::float16: return 1e-2;
     default: return 1e-3;

@@ -26,7 +26,7 @@ const char* backend_name(Backend b);
 
 struct ForwardParams {
   TensorView q, k, v;
-  TensorView out;  // written: shape of q, dtype of q
+  TensorView out;  // written: shape of q, dtype of q (bfloat16 or float16 for float8_e4m3 inputs)
   TensorView lse;  // optional output, float32: (batch, heads_q, seq_q), varlen (heads_q, total_q);
                    // natural-log log-sum-exp of the (scaled, capped, biased, masked) logits
 
@@ -57,6 +57,12 @@ struct ForwardParams {
   float dropout_p = 0.0f;
   std::uint64_t dropout_seed = 0;
   std::uint64_t dropout_offset = 0;
+
+  // FP8 inputs (forward only, reference and cuda backends): q, k and v of dtype
+  // float8_e4m3 hold their values divided by per-tensor scales. These optional float32
+  // tensors of one element, on q's device, give the factors back (absent = 1): the logits
+  // use scale * q_descale * k_descale, and the output is multiplied by v_descale.
+  TensorView q_descale, k_descale, v_descale;
 
   Backend backend = Backend::automatic;
   int num_threads = 0;            // CPU backends; 0 = all hardware threads

@@ -7,11 +7,13 @@
 
 namespace tileflash {
 
-enum class DType : std::uint8_t { float32, float16, bfloat16, float64, int32 };
+// float8_e4m3: OCP FP8 E4M3 (torch.float8_e4m3fn: no infinities, max 448), forward inputs only.
+enum class DType : std::uint8_t { float32, float16, bfloat16, float64, int32, float8_e4m3 };
 enum class DeviceType : std::uint8_t { cpu, cuda };
 
 constexpr std::size_t dtype_size(DType t) {
   switch (t) {
+    case DType::float8_e4m3: return 1;
     case DType::float16:
     case DType::bfloat16: return 2;
     case DType::float32:

@@ -27,10 +27,12 @@ template <class Params>
 KernelChoice select(const Params& params, const detail::Problem& problem) {
   Backend backend = params.backend;
   if (backend == Backend::automatic) backend = problem.device == DeviceType::cuda ? Backend::cuda : Backend::cpu;
-  // The tiled CPU kernel computes in fp32; fp64 tensors are the reference's alone.
-  if (backend == Backend::cpu && problem.dtype == DType::float64) {
+  // The tiled CPU kernel computes in fp32 from 16- and 32-bit inputs; fp64 and fp8 tensors
+  // on the CPU are the reference's alone.
+  if (backend == Backend::cpu && (problem.dtype == DType::float64 || problem.dtype == DType::float8_e4m3)) {
     if (params.backend == Backend::cpu)
-      throw Error("q", "dtype float64 is supported by the reference backend only (the cpu backend takes float32, float16, bfloat16)");
+      throw Error("q", std::string("dtype ") + dtype_name(problem.dtype) +
+                           " is supported by the reference backend only (the cpu backend takes float32, float16, bfloat16)");
     backend = Backend::reference;
   }
   switch (backend) {
@@ -38,7 +40,8 @@ KernelChoice select(const Params& params, const detail::Problem& problem) {
     case Backend::cpu: return {backend, "tiled"};
     case Backend::cuda:
       if (problem.dtype == DType::float32 || problem.dtype == DType::float64)
-        throw Error("q", std::string("dtype ") + dtype_name(problem.dtype) + " is not supported on cuda (float16 or bfloat16)");
+        throw Error("q", std::string("dtype ") + dtype_name(problem.dtype) +
+                             " is not supported on cuda (float16, bfloat16, or float8_e4m3fn forward on sm_90)");
       if constexpr (std::is_same_v<Params, BackwardParams>) return {backend, cuda::select_backward(params, problem)};
       else return {backend, cuda::select_forward(params, problem)};
     case Backend::automatic: break;

@@ -14,7 +14,8 @@ struct Problem {
   std::int64_t seq_q = 0, seq_k = 0;      // varlen: the maximum over sequences
   std::int64_t total_q = 0, total_k = 0;  // varlen: rows of the packed q and k
   std::int64_t heads_q = 0, heads_kv = 0, head_dim = 0;
-  DType dtype = DType::float32;
+  DType dtype = DType::float32;      // of q, k, v
+  DType out_dtype = DType::float32;  // of out: dtype, except bfloat16/float16 for float8_e4m3 inputs
   DeviceType device = DeviceType::cpu;
   float scale = 1.0f;
   std::int64_t window_left = -1, window_right = -1;  // causal folded in

@@ -13,6 +13,7 @@ const char* dtype_name(DType t) {
     case DType::bfloat16: return "bfloat16";
     case DType::float64: return "float64";
     case DType::int32: return "int32";
+    case DType::float8_e4m3: return "float8_e4m3fn";
   }
   return "unknown";
 }

@@ -103,15 +103,33 @@ Problem validate_common(const ForwardParams& p) {
   check_view("out", p.out);
 
   const DType dt = p.q.dtype;
-  if (dt != DType::float32 && dt != DType::float16 && dt != DType::bfloat16 && dt != DType::float64)
-    fail("q", std::string("dtype must be float16, bfloat16, float32 or float64, got ") + dtype_name(dt));
+  if (dt != DType::float32 && dt != DType::float16 && dt != DType::bfloat16 && dt != DType::float64 &&
+      dt != DType::float8_e4m3)
+    fail("q", std::string("dtype must be float16, bfloat16, float32, float64 or float8_e4m3fn, got ") + dtype_name(dt));
   check_same_dtype("k", p.k, dt);
   check_same_dtype("v", p.v, dt);
-  check_same_dtype("out", p.out, dt);
+  const bool fp8 = dt == DType::float8_e4m3;
+  if (fp8) {
+    if (p.out.dtype != DType::bfloat16 && p.out.dtype != DType::float16)
+      fail("out", std::string("dtype must be bfloat16 or float16 for float8_e4m3fn inputs, got ") +
+                      dtype_name(p.out.dtype));
+  } else {
+    check_same_dtype("out", p.out, dt);
+  }
   check_same_device("k", p.k, p.q);
   check_same_device("v", p.v, p.q);
   check_same_device("out", p.out, p.q);
+  for (const auto& [name, t] : {std::pair{"q_descale", &p.q_descale}, std::pair{"k_descale", &p.k_descale},
+                                std::pair{"v_descale", &p.v_descale}}) {
+    if (!t->defined()) continue;
+    if (!fp8) fail(name, std::string("applies to float8_e4m3fn inputs only, q is ") + dtype_name(dt));
+    check_view(name, *t);
+    check_same_device(name, *t, p.q);
+    if (t->dtype != DType::float32) fail(name, std::string("dtype must be float32, got ") + dtype_name(t->dtype));
+    if (t->numel() != 1) fail(name, "must hold exactly one element (a per-tensor scale), got shape " + shape_string(*t));
+  }
   pr.dtype = dt;
+  pr.out_dtype = p.out.dtype;
   pr.device = p.q.device;
 
   const bool has_cu_q = p.cu_seqlens_q.defined(), has_cu_k = p.cu_seqlens_k.defined();
@@ -263,6 +281,8 @@ Problem validate_forward(const ForwardParams& p) {
 }
 
 Problem validate_backward(const BackwardParams& p) {
+  if (p.q.defined() && p.q.dtype == DType::float8_e4m3)
+    fail("q", "float8_e4m3fn inputs are supported by the forward only (train in bfloat16 or float16)");
   Problem pr = validate_common(p);
   if (!p.lse.defined()) fail("lse", "is required by the backward (the forward's log-sum-exp)");
   const struct {

@@ -23,6 +23,8 @@ inline double load_element(const void* base, DType dtype, std::int64_t index) {
       return detail::bf16_to_float(static_cast<const std::uint16_t*>(base)[index]);
     case DType::int32:
       return static_cast<const std::int32_t*>(base)[index];
+    case DType::float8_e4m3:
+      return detail::fp8_e4m3_to_float(static_cast<const std::uint8_t*>(base)[index]);
   }
   return 0.0;
 }
@@ -44,6 +46,9 @@ inline void store_element(void* base, DType dtype, std::int64_t index, double va
     case DType::int32:
       static_cast<std::int32_t*>(base)[index] = static_cast<std::int32_t>(value);
       break;
+    case DType::float8_e4m3:
+      static_cast<std::uint8_t*>(base)[index] = detail::float_to_fp8_e4m3(static_cast<float>(value));
+      break;
   }
 }
 
@@ -56,6 +61,8 @@ inline double round_to_dtype(double value, DType dtype) {
       return detail::fp16_to_float(detail::float_to_fp16(static_cast<float>(value)));
     case DType::bfloat16:
       return detail::bf16_to_float(detail::float_to_bf16(static_cast<float>(value)));
+    case DType::float8_e4m3:
+      return detail::fp8_e4m3_to_float(detail::float_to_fp8_e4m3(static_cast<float>(value)));
     case DType::float64:
     case DType::int32:
       break;

@@ -24,19 +24,24 @@ template <class Acc>
 class Materialized {
  public:
   Materialized(const ForwardParams& params, const detail::Problem& problem, MaterializedPrecision precision)
-      : params_(params), problem_(problem), precision_(precision) {}
+      : params_(params),
+        problem_(problem),
+        precision_(precision),
+        q_factor_(descale_factor(params.q_descale)),
+        k_factor_(descale_factor(params.k_descale)),
+        v_factor_(descale_factor(params.v_descale)) {}
 
   // Forward for one (sequence, kv head); with `grads` also the backward.
   void run(std::int64_t b, std::int64_t kv_head, const BackwardParams* grads) const {
     const Sequence seq = sequence(params_, problem_, b);
     const std::int64_t sq = seq.seq_q, sk = seq.seq_k, d = problem_.head_dim;
     if (sq == 0 && sk == 0) return;
-    const Matrix<Acc> k = load(head_rows(params_.k, problem_, seq, kv_head, false), sk);
-    const Matrix<Acc> v = load(head_rows(params_.v, problem_, seq, kv_head, false), sk);
+    const Matrix<Acc> k = load(head_rows(params_.k, problem_, seq, kv_head, false), sk, k_factor_);
+    const Matrix<Acc> v = load(head_rows(params_.v, problem_, seq, kv_head, false), sk, v_factor_);
     Matrix<Acc> dk(sk * d, Acc(0)), dv(sk * d, Acc(0));
     const std::int64_t group = problem_.group_size();
     for (std::int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
-      const Matrix<Acc> q = load(head_rows(params_.q, problem_, seq, h, true), sq);
+      const Matrix<Acc> q = load(head_rows(params_.q, problem_, seq, h, true), sq, q_factor_);
       // The backward recomputes its own O and P at its own precision and leaves the
       // caller's out and lse alone.
       Head head = forward_head(seq, h, q, k, v, /*write_outputs=*/grads == nullptr);
@@ -59,12 +64,20 @@ class Materialized {
   Acc rounded(Acc x) const {
     return precision_ == MaterializedPrecision::storage ? static_cast<Acc>(round_to_dtype(x, problem_.dtype)) : x;
   }
+  Acc rounded_out(Acc x) const {
+    return precision_ == MaterializedPrecision::storage ? static_cast<Acc>(round_to_dtype(x, problem_.out_dtype)) : x;
+  }
 
-  Matrix<Acc> load(const HeadRows& rows, std::int64_t n) const {
+  // The per-tensor scale of FP8 inputs (a float32 in host memory; absent = 1).
+  static double descale_factor(const TensorView& t) {
+    return t.defined() ? static_cast<double>(*static_cast<const float*>(t.data)) : 1.0;
+  }
+
+  Matrix<Acc> load(const HeadRows& rows, std::int64_t n, double factor) const {
     const std::int64_t d = problem_.head_dim;
     Matrix<Acc> m(n * d);
     for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t c = 0; c < d; ++c) m[i * d + c] = static_cast<Acc>(rows.load(i, c));
+      for (std::int64_t c = 0; c < d; ++c) m[i * d + c] = static_cast<Acc>(rows.load(i, c) * factor);
     return m;
   }
 
@@ -140,7 +153,7 @@ class Materialized {
         }
       }
       for (std::int64_t c = 0; c < d; ++c) {
-        head.out[i * d + c] = rounded(head.out[i * d + c]);
+        head.out[i * d + c] = rounded_out(head.out[i * d + c]);
         if (write_outputs) out_rows.store(i, c, static_cast<double>(head.out[i * d + c]));
       }
       if (write_lse) lse[i] = static_cast<float>(row_lse);
@@ -153,7 +166,7 @@ class Materialized {
                      Matrix<Acc>& dv) const {
     const std::int64_t sq = seq.seq_q, sk = seq.seq_k, d = problem_.head_dim;
     const Acc scale = static_cast<Acc>(problem_.scale);
-    const Matrix<Acc> dout = load(head_rows(grads.dout, problem_, seq, h, true), sq);
+    const Matrix<Acc> dout = load(head_rows(grads.dout, problem_, seq, h, true), sq, 1.0);
     Matrix<Acc> dq(sq * d, Acc(0));
     std::vector<Acc> ds(sk);
     for (std::int64_t i = 0; i < sq; ++i) {
@@ -194,6 +207,7 @@ class Materialized {
   const ForwardParams& params_;
   const detail::Problem& problem_;
   MaterializedPrecision precision_;
+  double q_factor_, k_factor_, v_factor_;
 };
 
 template <class Acc>

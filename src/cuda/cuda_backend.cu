@@ -60,6 +60,11 @@ int device_count() {
 // The Hopper kernel where it takes the call, else the Ampere-class one, which covers every
 // feature (so the sm90 path's reasons for declining are never errors).
 std::string select_forward(const ForwardParams& params, const detail::Problem& problem) {
+  if (problem.dtype == DType::float8_e4m3) {
+    const std::string reason = sm90::fp8_forward_unsupported_reason(params, problem);
+    if (!reason.empty()) throw_unsupported(reason);
+    return "sm90";
+  }
   const std::string reason = sm80::forward_unsupported_reason(params, problem);
   if (!reason.empty()) throw_unsupported(reason);
   return sm90::forward_unsupported_reason(params, problem).empty() ? "sm90" : "sm80";

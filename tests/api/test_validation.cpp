@@ -96,9 +96,15 @@ struct Rule {
 // Views with device = cuda and made-up addresses: validation reads only the view.
 void move_to_cuda(BackwardParams& p) {
   for (TensorView* t : {&p.q, &p.k, &p.v, &p.out, &p.lse, &p.dout, &p.dq, &p.dk, &p.dv, &p.bias, &p.alibi_slopes,
-                        &p.cu_seqlens_q, &p.cu_seqlens_k})
+                        &p.cu_seqlens_q, &p.cu_seqlens_k, &p.q_descale, &p.k_descale, &p.v_descale})
     if (t->defined()) t->device = DeviceType::cuda;
   p.backend = Backend::automatic;
+}
+
+// FP8 inputs with a bfloat16 output (views only: validation reads no element).
+void as_fp8(BackwardParams& p) {
+  for (TensorView* t : {&p.q, &p.k, &p.v}) t->dtype = DType::float8_e4m3;
+  p.out.dtype = DType::bfloat16;
 }
 
 const std::vector<Rule>& rules() {
@@ -215,6 +221,41 @@ const std::vector<Rule>& rules() {
          p.bias = {};
        },
        "q", "is not supported on cuda"},
+
+      // FP8 inputs.
+      {"fp8_out_dtype", fwd,
+       [](P& p, Call&) {
+         for (TensorView* t : {&p.q, &p.k, &p.v}) t->dtype = DType::float8_e4m3;
+       },
+       "out", "must be bfloat16 or float16 for float8_e4m3fn inputs"},
+      {"descale_without_fp8", fwd,
+       [](P& p, Call& c) { p.q_descale = TensorView::contiguous(c.alibi.data(), DType::float32, {1}); }, "q_descale",
+       "applies to float8_e4m3fn inputs only"},
+      {"descale_count", fwd,
+       [](P& p, Call& c) {
+         as_fp8(p);
+         p.k_descale = TensorView::contiguous(c.alibi.data(), DType::float32, {4});
+       },
+       "k_descale", "must hold exactly one element"},
+      {"descale_dtype", fwd,
+       [](P& p, Call& c) {
+         as_fp8(p);
+         p.v_descale = TensorView::contiguous(c.cu_q.data(), DType::int32, {1});
+       },
+       "v_descale", "dtype must be float32"},
+      {"descale_device", fwd,
+       [](P& p, Call& c) {
+         as_fp8(p);
+         p.v_descale = TensorView::contiguous(c.alibi.data(), DType::float32, {1}, DeviceType::cuda);
+       },
+       "v_descale", "same device as q"},
+      {"backward_fp8", bwd, [](P& p, Call&) { as_fp8(p); }, "q", "supported by the forward only"},
+      {"cpu_fp8", fwd,
+       [](P& p, Call&) {
+         as_fp8(p);
+         p.backend = Backend::cpu;
+       },
+       "q", "supported by the reference backend only"},
 
       // Varlen.
       {"cu_seqlens_k_missing", vfwd, [](P& p, Call&) { p.cu_seqlens_k = {}; }, "cu_seqlens_k",

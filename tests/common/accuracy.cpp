@@ -33,6 +33,7 @@ double tolerance_floor(DType dtype) {
     case DType::float16:
       return 2e-4;
     case DType::bfloat16:
+    case DType::float8_e4m3:  // the output is bfloat16 or float16
       return 1e-3;
     case DType::float64:
       return 1e-12;

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <utility>
 
 #include "tileflash/attention.h"
 
@@ -13,6 +14,8 @@ namespace tileflash::testing {
 std::string CaseConfig::describe() const {
   std::ostringstream s;
   s << dtype_name(dtype) << " d=" << head_dim << " heads=" << heads_q << "/" << heads_kv;
+  if (dtype == DType::float8_e4m3)
+    s << " out=" << dtype_name(fp8_out_dtype) << " descales=" << q_descale << "/" << k_descale << "/" << v_descale;
   if (seqlens_q.empty()) {
     s << " batch=" << batch << " seq=" << seq_q << "x" << seq_k;
   } else {
@@ -70,6 +73,12 @@ AttentionCase::AttentionCase(const CaseConfig& config, std::uint64_t seed) : con
     bias = HostTensor(bias_dtype, {bb, bh, max_q_, max_k_});
     bias.fill_normal(seed * 7 + 5);
   }
+  for (const auto& [tensor, value] : {std::pair{&q_descale, c.q_descale}, std::pair{&k_descale, c.k_descale},
+                                     std::pair{&v_descale, c.v_descale}}) {
+    if (value == 0.0f) continue;
+    *tensor = HostTensor(DType::float32, {1});
+    tensor->set(0, value);
+  }
   if (c.alibi != CaseConfig::Alibi::none) {
     alibi_slopes = c.alibi == CaseConfig::Alibi::per_head ? HostTensor(DType::float32, {c.heads_q})
                                                           : HostTensor(DType::float32, {c.batch, c.heads_q});
@@ -114,6 +123,12 @@ AttentionCase AttentionCase::converted(DType dtype) const {
   c.q = q.converted(dtype);
   c.k = k.converted(dtype);
   c.v = v.converted(dtype);
+  for (const auto& [tensor, descale] :
+       {std::pair{&c.q, &q_descale}, std::pair{&c.k, &k_descale}, std::pair{&c.v, &v_descale}}) {
+    if (descale->numel() == 0) continue;
+    for (std::int64_t i = 0; i < tensor->numel(); ++i) tensor->set(i, tensor->get(i) * descale->get(0));
+  }
+  c.config_.q_descale = c.config_.k_descale = c.config_.v_descale = 0.0f;
   c.dout = dout.converted(dtype);
   if (bias.numel() > 0) c.bias = bias.dtype() == DType::float32 ? bias : bias.converted(dtype);
   c.alibi_slopes = alibi_slopes;
@@ -122,9 +137,13 @@ AttentionCase AttentionCase::converted(DType dtype) const {
   return c;
 }
 
+DType AttentionCase::out_dtype() const {
+  return config_.dtype == DType::float8_e4m3 ? config_.fp8_out_dtype : config_.dtype;
+}
+
 AttentionOutputs AttentionCase::new_outputs() const {
   AttentionOutputs o;
-  o.out = new_like_q();
+  o.out = new_like_q().converted(out_dtype());
   o.dq = new_like_q();
   o.dk = new_like_k();
   o.dv = new_like_k();
@@ -142,6 +161,9 @@ ForwardParams AttentionCase::forward_params(AttentionOutputs& outputs, Backend b
   p.v = layout_view(v);
   p.out = layout_view(outputs.out);
   if (c.with_lse) p.lse = outputs.lse.view();
+  if (q_descale.numel() > 0) p.q_descale = q_descale.view();
+  if (k_descale.numel() > 0) p.k_descale = k_descale.view();
+  if (v_descale.numel() > 0) p.v_descale = v_descale.view();
   if (!c.seqlens_q.empty()) {
     p.cu_seqlens_q = cu_seqlens_q.view();
     p.cu_seqlens_k = cu_seqlens_k.view();
@@ -191,8 +213,8 @@ Runs run_forward(AttentionCase& c, Backend backend, AttentionCase& exact) {
 void expect_forward_matches_reference(AttentionCase& c, Backend backend) {
   AttentionCase exact = c.converted(DType::float64);
   const Runs r = run_forward(c, backend, exact);
-  const DType dtype = c.config().dtype;
-  EXPECT_TRUE(within_tolerance("out", r.result.out, r.baseline.out, r.reference.out, dtype)) << c.config().describe();
+  EXPECT_TRUE(within_tolerance("out", r.result.out, r.baseline.out, r.reference.out, c.out_dtype()))
+      << c.config().describe();
   if (c.config().with_lse)
     EXPECT_TRUE(within_tolerance("lse", r.result.lse, r.baseline.lse, r.reference.lse, DType::float32))
         << c.config().describe();

@@ -33,6 +33,10 @@ struct CaseConfig {
   std::uint64_t dropout_seed = 0, dropout_offset = 0;
   bool with_lse = true;
   double input_stddev = 1.0;  // of q and k; large values give large logits
+  // FP8 inputs (dtype float8_e4m3): the output's dtype, and the per-tensor descales passed
+  // as float32 tensors (0: not passed, i.e. 1).
+  DType fp8_out_dtype = DType::bfloat16;
+  float q_descale = 0.0f, k_descale = 0.0f, v_descale = 0.0f;
   int num_threads = 0;
 
   std::string describe() const;
@@ -49,8 +53,11 @@ class AttentionCase {
 
   const CaseConfig& config() const { return config_; }
   // The same inputs in another dtype (bias too when it uses the q dtype); fp64 copies
-  // are exact, so the reference sees what the low-precision kernel saw.
+  // are exact, so the reference sees what the low-precision kernel saw. FP8 inputs are
+  // multiplied by their descales on the way (the copy has none).
   AttentionCase converted(DType dtype) const;
+  // The dtype of out: q's, or fp8_out_dtype for FP8 inputs.
+  DType out_dtype() const;
 
   AttentionOutputs new_outputs() const;
   ForwardParams forward_params(AttentionOutputs& outputs, Backend backend);
@@ -58,6 +65,7 @@ class AttentionCase {
   BackwardParams backward_params(AttentionOutputs& outputs, Backend backend);
 
   HostTensor q, k, v, dout, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k;
+  HostTensor q_descale, k_descale, v_descale;  // float32 (1), when the config gives them
 
  private:
   AttentionCase() = default;

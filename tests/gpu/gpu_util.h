@@ -109,7 +109,7 @@ inline std::int64_t longest_sequence(const TensorView& cu_seqlens) {
 // (backend cuda); `keep` owns the buffers. Device-resident offsets need max_seqlen,
 // which is taken from the host offsets when not given.
 inline ForwardParams to_device(const ForwardParams& host, std::vector<DeviceBuffer>& keep) {
-  keep.reserve(keep.size() + 10);
+  keep.reserve(keep.size() + 13);
   ForwardParams p = host;
   if (host.cu_seqlens_q.defined()) {
     if (p.max_seqlen_q == 0) p.max_seqlen_q = longest_sequence(host.cu_seqlens_q);
@@ -122,6 +122,9 @@ inline ForwardParams to_device(const ForwardParams& host, std::vector<DeviceBuff
   p.alibi_slopes = upload(host.alibi_slopes, keep);
   p.cu_seqlens_q = upload(host.cu_seqlens_q, keep);
   p.cu_seqlens_k = upload(host.cu_seqlens_k, keep);
+  p.q_descale = upload(host.q_descale, keep);
+  p.k_descale = upload(host.k_descale, keep);
+  p.v_descale = upload(host.v_descale, keep);
   p.out = poisoned_output(host.out, keep);
   p.lse = poisoned_output(host.lse, keep);
   p.backend = Backend::cuda;

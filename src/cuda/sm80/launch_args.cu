@@ -149,6 +149,9 @@ AttentionArgs make_attention_args(const ForwardParams& params, const detail::Pro
   a.window_left = problem.window_left;
   a.window_right = problem.window_right;
   a.scale = problem.scale;
+  a.q_descale = static_cast<const float*>(params.q_descale.data);
+  a.k_descale = static_cast<const float*>(params.k_descale.data);
+  a.v_descale = static_cast<const float*>(params.v_descale.data);
   a.softcap = problem.has_softcap ? params.softcap : 0.0f;
   if (problem.has_bias) {
     const TensorView& b = params.bias;

@@ -42,6 +42,11 @@ struct AttentionArgs {
   const float* alibi_slopes = nullptr;
   std::int64_t alibi_batch_stride = 0, alibi_head_stride = 0;
 
+  // FP8 inputs (the Hopper forward): device float32 per-tensor scales, nullptr = 1.
+  const float* q_descale = nullptr;
+  const float* k_descale = nullptr;
+  const float* v_descale = nullptr;
+
   std::uint32_t dropout_threshold = 0;  // 0: no dropout
   float dropout_rescale = 1.0f;         // 1 / (1 - p)
   std::uint64_t dropout_seed = 0, dropout_offset = 0;

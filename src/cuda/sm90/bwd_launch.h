@@ -50,7 +50,8 @@ struct BackwardTile {
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kConsumerWarps = 4 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 * (kConsumerWarpgroups + 1);
-  static constexpr int kAtoms = (kHeadDim + 63) / 64;
+  static constexpr int kAtomColumns = 64;  // columns of a 128-byte swizzle row
+  static constexpr int kAtoms = (kHeadDim + kAtomColumns - 1) / kAtomColumns;
   static constexpr int kOwnCols = kColumnSplit ? kHeadDim / 2 : kHeadDim;  // dK, dV columns of a consumer
   static constexpr bool kConsumersComputeDq = kHeadDim >= 128;
   static constexpr int kDqCols = kConsumersComputeDq ? 64 : kHeadDim;  // columns of one dQ product

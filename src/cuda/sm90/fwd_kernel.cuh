@@ -9,15 +9,18 @@
 // memory), the band mask and the online softmax in registers (shared with the
 // Ampere-class kernel: wgmma's accumulator layout per warp is mma.sync's), then O += P V
 // with P straight from registers; the softmax of one tile overlaps the P V product of the
-// one before.
+// one before. With FP8 inputs (Tile::kFp8) the products read one-byte operands, V arrives
+// transposed (fp8_values.h) and P is rounded to e4m3 before the P V product.
 #pragma once
 
 #include <cuda.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 
 #include "common/attention_math.h"
 #include "cuda/common/fragment.cuh"
@@ -26,6 +29,7 @@
 #include "cuda/common/stream_workspace.h"
 #include "cuda/common/tile_scheduler.cuh"
 #include "cuda/sm80/launch_args.h"
+#include "cuda/sm90/fp8_values.h"
 #include "cuda/sm90/fwd_launch.h"
 #include "cuda/sm90/hopper.cuh"
 #include "cuda/sm90/pipeline.cuh"
@@ -143,6 +147,8 @@ __device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, con
       continue;
     }
     const int kv_head = work.head / (args.heads_q / args.heads_kv);
+    const int transposed_key0 =
+        static_cast<int>(transposed_key_begin(args.cu_seqlens_k != nullptr, work.seq.k_begin, work.batch));
     // The Q slot is free once every consumer warp's last Q K^T of the previous tile is done.
     mbarrier_wait_idle(smem.q_empty(), q_slot.parity ^ 1u);
     load_tile<Tile, kBlockM>(smem.q(), &maps.q, smem.q_full(), work.seq.q_begin + work.row_begin, work.head,
@@ -156,14 +162,44 @@ __device__ __forceinline__ void produce_tiles(const ForwardTensorMaps& maps, con
       load_tile<Tile, kBlockN>(smem.k(slot.stage), &maps.k, smem.k_full(slot.stage), key_row, kv_head,
                                work.tma_batch);
       mbarrier_wait_idle(smem.v_empty(slot.stage), slot.parity ^ 1u);
-      load_tile<Tile, kBlockN>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage), key_row, kv_head,
-                               work.tma_batch);
+      if constexpr (Tile::kFp8)
+        load_transposed_values<Tile>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage),
+                                     transposed_key0 + n * kBlockN, kv_head, work.tma_batch);
+      else
+        load_tile<Tile, kBlockN>(smem.v(slot.stage), &maps.v, smem.v_full(slot.stage), key_row, kv_head,
+                                 work.tma_batch);
     }
     take_next();
   }
 }
 
-// A consumer warpgroup: its 64 rows of every work tile of the block.
+// P of one 32-key step as the FP8 A operand: register r holds, for row group r % 2, the
+// four positions 4t .. 4t + 3 of key half r / 2 (lane t of the quad). Those positions are
+// this lane's accumulator columns 2t, 2t + 1, 2t + 8, 2t + 9 of the half, in that order;
+// V^T holds their keys at those positions (transposed_key_of_position).
+template <int kNTiles>
+__device__ __forceinline__ void fp8_accumulator_as_a(const AccumulatorTile<1, kNTiles>& acc, int kk,
+                                                     std::uint32_t (&a)[4]) {
+  const auto pack4 = [](float x0, float x1, float x2, float x3) {
+    const std::uint32_t low = __nv_cvt_float2_to_fp8x2(make_float2(x0, x1), __NV_SATFINITE, __NV_E4M3);
+    const std::uint32_t high = __nv_cvt_float2_to_fp8x2(make_float2(x2, x3), __NV_SATFINITE, __NV_E4M3);
+    return low | (high << 16);
+  };
+#pragma unroll
+  for (int half = 0; half < 2; ++half)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const auto& first = acc.value[0][4 * kk + 2 * half];
+      const auto& second = acc.value[0][4 * kk + 2 * half + 1];
+      a[2 * half + h] = pack4(first[2 * h], first[2 * h + 1], second[2 * h], second[2 * h + 1]);
+    }
+}
+
+// A per-tensor scale of FP8 inputs (absent: 1).
+__device__ __forceinline__ float descale_value(const float* scale) { return scale != nullptr ? *scale : 1.0f; }
+
+// A consumer warpgroup: its 64 rows of every work tile of the block. Element is the type of
+// Q, K, V and the output, or with Tile::kFp8 that of the output alone.
 template <class Tile, class Element>
 __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, const ForwardSharedMemory<Tile>& smem,
                                               int consumer) {
@@ -172,27 +208,35 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
   const PersistentTileOrder order = forward_tile_order<kBlockM>(args);
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int warp_row0 = 64 * consumer + 16 * (static_cast<int>(threadIdx.x / 32) % 4);
-  const float to_log2 = args.scale * kLog2e;
+  using Input = std::conditional_t<Tile::kFp8, __nv_fp8_e4m3, Element>;
+  constexpr int kKStep = Tile::kKStep;
+  // FP8: the logits' scale takes the inputs' per-tensor factors of Q and K, the output's
+  // normalisation that of V.
+  const float to_log2 =
+      Tile::kFp8 ? args.scale * descale_value(args.q_descale) * descale_value(args.k_descale) * kLog2e
+                 : args.scale * kLog2e;
+  const float output_factor = Tile::kFp8 ? descale_value(args.v_descale) : 1.0f;
 
   AccumulatorTile<1, kHeadDim / 8> out;
   AccumulatorTile<1, kBlockN / 8> scores;
-  std::uint32_t p[kBlockN / 16][4];
+  std::uint32_t p[kBlockN / kKStep][4];
   OnlineSoftmax<1, (Tile::kLazyRescale ? kLazyRescaleLag : 0), Tile::kPairwiseRowReductions> softmax;
 
   // The wgmma descriptors of every k-step are advanced by one add from these (a descriptor
   // built from an address costs 4-5 instructions, 16 of them per key tile at d = 64).
   const std::uint64_t q_descriptor = k_major_descriptor(ptx::smem_address(smem.q()) + 64 * consumer * 128);
   const std::uint64_t k_descriptor = k_major_descriptor(ptx::smem_address(smem.k(0)));
-  const std::uint64_t v_descriptor = n_major_descriptor(ptx::smem_address(smem.v(0)), kBlockN * 128);
+  const std::uint64_t v_descriptor = Tile::kFp8 ? k_major_descriptor(ptx::smem_address(smem.v(0)))
+                                                : n_major_descriptor(ptx::smem_address(smem.v(0)), kBlockN * 128);
   // S = Q K^T of the key tile in `slot`, issued as one wgmma group (not waited for).
   const auto issue_scores = [&](const RingPosition<kStages>& slot) {
     const std::uint64_t k_tile = advance_descriptor(k_descriptor, slot.stage * Tile::kKVBytes);
     mbarrier_wait(smem.k_full(slot.stage), slot.parity);
     wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+    for (int ks = 0; ks < kHeadDim / kKStep; ++ks) {
       const std::uint32_t offset = 32 * (ks % 4);
-      Wgmma<Element, kBlockN>::ss(scores, advance_descriptor(q_descriptor, (ks / 4) * kBlockM * 128 + offset),
+      Wgmma<Input, kBlockN>::ss(scores, advance_descriptor(q_descriptor, (ks / 4) * kBlockM * 128 + offset),
                                   advance_descriptor(k_tile, (ks / 4) * kBlockN * 128 + offset), ks > 0);
     }
     wgmma_commit();
@@ -202,9 +246,17 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
     const std::uint64_t v_tile = advance_descriptor(v_descriptor, slot.stage * Tile::kKVBytes);
     mbarrier_wait(smem.v_full(slot.stage), slot.parity);
     wgmma_fence();
+    if constexpr (Tile::kFp8) {
+      // V^T: kHeadDim rows of 128-key atoms; a 32-key step is 32 bytes along the row.
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk)
-      Wgmma<Element, kHeadDim>::rs(out, p[kk], advance_descriptor(v_tile, kk * 16 * 128), 1);
+      for (int kk = 0; kk < kBlockN / kKStep; ++kk)
+        Wgmma<Input, kHeadDim>::rs(out, p[kk], advance_descriptor(v_tile, (kk / 4) * kHeadDim * 128 + 32 * (kk % 4)),
+                                   1);
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk)
+        Wgmma<Input, kHeadDim>::rs(out, p[kk], advance_descriptor(v_tile, kk * 16 * 128), 1);
+    }
     wgmma_commit();
   };
   // Each warp releases its share of a slot once its wgmma reading the slot are complete.
@@ -214,7 +266,10 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
   };
   const auto scores_to_p = [&] {
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) accumulator_as_a<Element>(scores, 0, kk, p[kk]);
+    for (int kk = 0; kk < kBlockN / kKStep; ++kk) {
+      if constexpr (Tile::kFp8) fp8_accumulator_as_a(scores, kk, p[kk]);
+      else accumulator_as_a<Element>(scores, 0, kk, p[kk]);
+    }
   };
 
   // Two overlaps keep the tensor cores busy while the exponentials run. Within a
@@ -350,7 +405,7 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
     for (int h = 0; h < 2; ++h) {
       const int row = warp_row0 + 8 * h + group;
       if (row >= work.rows_valid) continue;
-      const float factor = softmax.output_scale(h, 1.0f);
+      const float factor = softmax.output_scale(h, output_factor);
       const std::int64_t global_row = work.seq.q_begin + work.row_begin + row;
       Element* const dst = row_pointer<Element>(args.out, work.batch, global_row, work.head);
 #pragma unroll
@@ -415,15 +470,18 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
   }
 }
 
+// `values`: V^T for the FP8 tile (fp8_values.h), unused otherwise.
 template <class Tile, class Element>
-void launch_forward_tile(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream) {
+void launch_forward_tile(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream,
+                         const TransposedValues* values = nullptr) {
   const PersistentTileOrder order = forward_tile_order<Tile::kBlockM>(args);
   const std::int64_t tiles = order.count();
   if (tiles == 0) return;
   ForwardTensorMaps maps;
   maps.q = make_tensor_map(args.q, geometry, geometry.rows_q, geometry.heads_q, Tile::kBlockM);
   maps.k = make_tensor_map(args.k, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
-  maps.v = make_tensor_map(args.v, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
+  maps.v = Tile::kFp8 ? make_transposed_values_map(*values, geometry, Tile::kHeadDim)
+                      : make_tensor_map(args.v, geometry, geometry.rows_k, geometry.heads_kv, Tile::kBlockN);
   const auto kernel = forward_kernel<Tile, Element>;
   sm80::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tile::kSharedBytes),
                    "setting the sm90 forward kernel's shared-memory size");
@@ -454,6 +512,12 @@ void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs
     }
   }
   launch_forward_tile<ForwardTile<kHeadDimTile>, Element>(geometry, args, stream);
+}
+
+template <int kHeadDimTile, class Element>
+void launch_forward_fp8(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args,
+                        const TransposedValues& values, cudaStream_t stream) {
+  launch_forward_tile<ForwardTile<kHeadDimTile, 128, false, true>, Element>(geometry, args, stream, &values);
 }
 
 }  // namespace tileflash::cuda::sm90

@@ -10,8 +10,8 @@
 
 namespace tileflash::cuda::sm90 {
 
-// Q, K and V as TMA tensor maps over (head_dim, rows, heads, batch), boxes of 64 columns
-// with the 128-byte swizzle; kernel parameters (__grid_constant__), so no copy to device
+// Q, K and V as TMA tensor maps over (head_dim, rows, heads, batch), boxes of 128 bytes
+// (64 columns, 128 in FP8) with the 128-byte swizzle (FP8: V transposed, fp8_values.h); kernel parameters (__grid_constant__), so no copy to device
 // memory is needed.
 struct ForwardTensorMaps {
   CUtensorMap q, k, v;
@@ -31,25 +31,39 @@ struct ForwardTensorMaps {
 // or P; that beat 96-key tiles without spills by 2-8 % (2k-16k): 2048 and 4096 keys are
 // 21.3 and 42.7 tiles of 96, and each trip's fixed costs are spread over more keys.
 // kDynamicOrder (the tall tile under a band): see consume_tiles and launch_forward_tile.
-template <int kHeadDimTile, int kRowBlock = 128, bool kDynamicTileOrder = false>
+//
+// kFp8Inputs: Q, K and V in FP8 (e4m3), one byte per element, so a 128-byte swizzle atom
+// holds 128 columns and a wgmma k-step 32 of them. The P V product then needs V with the
+// keys contiguous (FP8 wgmma reads B K-major only): V arrives transposed, one atom of 128
+// keys by kHeadDim rows per slot (fp8_values.h), so key tiles are 128 wide at every head
+// dim (S takes 64 registers, P 16).
+template <int kHeadDimTile, int kRowBlock = 128, bool kDynamicTileOrder = false, bool kFp8Inputs = false>
 struct ForwardTile {
   static constexpr int kHeadDim = kHeadDimTile;
   static constexpr bool kDynamicOrder = kDynamicTileOrder;
+  static constexpr bool kFp8 = kFp8Inputs;
   static constexpr int kBlockM = kRowBlock;
-  static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 80;
+  static constexpr int kBlockN = kHeadDim <= 128 || kFp8 ? 128 : 80;
   static constexpr int kStages = kHeadDim <= 64 ? 3 : 2;
   static constexpr int kConsumerWarpgroups = kBlockM / 64;
   static constexpr int kConsumerWarps = 4 * kConsumerWarpgroups;
   static constexpr int kThreads = 128 * (kConsumerWarpgroups + 1);
-  static constexpr int kAtoms = (kHeadDim + 63) / 64;  // 64-column swizzle atoms per row
+  static constexpr int kAtomColumns = kFp8 ? 128 : 64;  // columns of a 128-byte swizzle row
+  static constexpr int kKStep = kFp8 ? 32 : 16;          // the k of one wgmma: 32 bytes
+  static constexpr int kAtoms = (kHeadDim + kAtomColumns - 1) / kAtomColumns;  // swizzle atoms per row
   static constexpr int kQBytes = kBlockM * kAtoms * 128;
-  static constexpr int kKVBytes = kBlockN * kAtoms * 128;
+  // A K slot; a V slot holds the same tile, or with kFp8 its transpose (kHeadDim rows of
+  // kBlockN keys), the larger of the two sizes.
+  static constexpr int kKVBytes = kFp8 && kHeadDim > kAtoms * 128 ? kHeadDim * kBlockN : kBlockN * kAtoms * 128;
   // 1024 bytes of alignment slack, then the tiles, then (6 + 4 * kStages) barriers and the
   // two slots of the tile indices the producer hands the consumers (kDynamicOrder).
   static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKVBytes + 8 * (6 + 4 * kStages) + 8;
   // setmaxnreg: the producer needs few registers, the consumers hold S, P and O.
-  static constexpr int kProducerRegisters = kConsumerWarpgroups == 3 ? 24 : 40;
-  static constexpr int kConsumerRegisters = kConsumerWarpgroups == 3 ? 160 : 232;
+  // The FP8 tile above head dim 128 holds O (128 registers), S (64) and P (16): with 232,
+  // ptxas serialised the wgmma; 240 leave the producer 24.
+  static constexpr bool kWideConsumers = kFp8 && kHeadDim > 128;
+  static constexpr int kProducerRegisters = kConsumerWarpgroups == 3 || kWideConsumers ? 24 : 40;
+  static constexpr int kConsumerRegisters = kConsumerWarpgroups == 3 ? 160 : kWideConsumers ? 240 : 232;
   // Where a consumer waits for its P V product. Written right after the softmax of the
   // next scores, the wait ends up before that softmax: ptxas hoists wgmma.wait_group above
   // the independent arithmetic of its basic block (CUDA 13.0 SASS), so the softmax never
@@ -77,11 +91,16 @@ struct ForwardTile {
   static constexpr bool kPairwiseRowReductions = kHeadDim <= 64;
 
   static_assert(kHeadDim % 32 == 0 && kHeadDim <= 256, "sm90 head-dim tiles are multiples of 32 up to 256");
+  static_assert(!kFp8 || (kRowBlock == 128 && kBlockN == 128), "the FP8 tile is 128 rows by 128 keys");
   static_assert(kRowBlock == 128 || (kRowBlock == 192 && kHeadDim <= 64), "the tall tile is for head dims up to 64");
   static_assert(!kDynamicOrder || kRowBlock == 192, "the dynamic tile order is for the tall tile");
   static_assert(kSharedBytes <= 227 * 1024, "sm90 forward tile exceeds the shared memory of a block");
-  static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumerWarpgroups <= 65536,
-                "register reallocation exceeds the register file");
+  // setmaxnreg.inc waits until the block's pool has the registers, so the warpgroups'
+  // counts must fit in what the launch gives the block (65536 per SM over kThreads threads,
+  // in units of 8 per thread): more and the consumers wait forever.
+  static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumerWarpgroups <=
+                    65536 / kThreads / 8 * 8 * kThreads,
+                "register reallocation exceeds the registers of the block");
 };
 
 // Query rows (the longest sequence's) from which head dims up to 64 take the tall tile:
@@ -92,7 +111,8 @@ constexpr std::int64_t tall_tile_min_rows(bool banded) { return banded ? 2048 : 
 
 // What the tensor maps of one call are built from; the box sizes come from the tile.
 struct TensorMapGeometry {
-  bool float16 = false;
+  bool float16 = false;  // of q, k, v (and dout), else bfloat16 ...
+  bool fp8 = false;      // ... or FP8 e4m3 (one byte)
   std::int64_t head_dim = 0, rows_q = 0, rows_k = 0, heads_q = 0, heads_kv = 0;
   std::int64_t batch = 0;  // 1 for varlen: the packed tensors are one entry of total rows
   int multiprocessors = 0;  // of the launching device: the persistent grid's size
@@ -103,5 +123,11 @@ CUtensorMap make_tensor_map(const sm80::SequenceTensor& t, const TensorMapGeomet
 
 template <int kHeadDimTile, class Element>
 void launch_forward(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args, cudaStream_t stream);
+
+// FP8 inputs, output of type Element; `values` is V transposed by transpose_values_fp8.
+struct TransposedValues;
+template <int kHeadDimTile, class Element>
+void launch_forward_fp8(const TensorMapGeometry& geometry, const sm80::AttentionArgs& args,
+                        const TransposedValues& values, cudaStream_t stream);
 
 }  // namespace tileflash::cuda::sm90

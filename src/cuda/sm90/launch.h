@@ -18,6 +18,11 @@ constexpr const char* kForceSm80Variable = "TILEFLASH_FORCE_SM80";
 // to the Ampere-class kernel, which supports everything this path declines).
 std::string forward_unsupported_reason(const ForwardParams& params, const detail::Problem& problem);
 
+// For float8_e4m3 inputs, which only the Hopper forward takes: empty when it runs this
+// call, else the error ("argument: rule").
+std::string fp8_forward_unsupported_reason(const ForwardParams& params, const detail::Problem& problem);
+
+// Runs the Hopper forward (FP8 inputs included).
 void run_forward(const ForwardParams& params, const detail::Problem& problem, cudaStream_t stream);
 
 // The same for the backward; it also declines deterministic mode (its dQ reductions add in

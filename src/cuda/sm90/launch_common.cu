@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cuda/sm80/launch_args.h"
+#include "cuda/sm90/fp8_values.h"
 #include "cuda/sm90/fwd_launch.h"
 #include "cuda/sm90/launch.h"
 #include "tileflash/error.h"
@@ -41,8 +42,20 @@ EncodeTiled encode_tiled() {
 
 // A TMA stride for a dimension of `extent` elements: dimensions of extent 1 are never
 // stepped over, so any valid stride stands in for theirs (which may be 0 or unaligned).
-std::int64_t tma_stride_bytes(std::int64_t stride, std::int64_t extent, std::int64_t fallback) {
-  return (extent > 1 ? stride : fallback) * 2;
+std::int64_t tma_stride_bytes(std::int64_t stride, std::int64_t extent, std::int64_t fallback, int element_bytes) {
+  return (extent > 1 ? stride : fallback) * element_bytes;
+}
+
+CUtensorMap encode_tensor_map(CUtensorMapDataType type, void* data, const cuuint64_t (&dims)[4],
+                              const cuuint64_t (&strides)[3], const cuuint32_t (&box)[4]) {
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  CUtensorMap map;
+  const CUresult status =
+      encode_tiled()(&map, type, 4, data, dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (status != CUDA_SUCCESS)
+    throw RuntimeError("cuTensorMapEncodeTiled failed with CUresult " + std::to_string(static_cast<int>(status)));
+  return map;
 }
 
 bool forced_ampere_path() {
@@ -62,26 +75,35 @@ bool device_is_sm90(int device) {
 
 }  // namespace
 
-// (head_dim, rows, heads, batch) of one q/k/v/dout tensor, boxes of 64 columns x box_rows rows.
+// (head_dim, rows, heads, batch) of one q/k/v/dout tensor, boxes of 128 bytes (64 columns,
+// or 128 in FP8) x box_rows rows.
 CUtensorMap make_tensor_map(const sm80::SequenceTensor& t, const TensorMapGeometry& geometry, std::int64_t rows,
                             std::int64_t heads, int box_rows) {
   const std::int64_t head_dim = geometry.head_dim, batch = geometry.batch;
+  const int element_bytes = geometry.fp8 ? 1 : 2;
   // TMA rejects empty dimensions; an empty K (seq_k = 0) is never read.
   const cuuint64_t dims[4] = {static_cast<cuuint64_t>(head_dim), static_cast<cuuint64_t>(rows > 0 ? rows : 1),
                               static_cast<cuuint64_t>(heads), static_cast<cuuint64_t>(batch)};
-  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(tma_stride_bytes(t.row_stride, rows, head_dim)),
-                                 static_cast<cuuint64_t>(tma_stride_bytes(t.head_stride, heads, head_dim)),
-                                 static_cast<cuuint64_t>(tma_stride_bytes(t.batch_stride, batch, head_dim))};
-  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(box_rows), 1, 1};
-  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
-  CUtensorMap map;
-  const CUresult status = encode_tiled()(
-      &map, geometry.float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, t.data,
-      dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (status != CUDA_SUCCESS)
-    throw RuntimeError("cuTensorMapEncodeTiled failed with CUresult " + std::to_string(static_cast<int>(status)));
-  return map;
+  const cuuint64_t strides[3] = {
+      static_cast<cuuint64_t>(tma_stride_bytes(t.row_stride, rows, head_dim, element_bytes)),
+      static_cast<cuuint64_t>(tma_stride_bytes(t.head_stride, heads, head_dim, element_bytes)),
+      static_cast<cuuint64_t>(tma_stride_bytes(t.batch_stride, batch, head_dim, element_bytes))};
+  const cuuint32_t box[4] = {static_cast<cuuint32_t>(128 / element_bytes), static_cast<cuuint32_t>(box_rows), 1, 1};
+  const CUtensorMapDataType type = geometry.fp8       ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                                   : geometry.float16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                      : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode_tensor_map(type, t.data, dims, strides, box);
+}
+
+CUtensorMap make_transposed_values_map(const TransposedValues& values, const TensorMapGeometry& geometry,
+                                       int box_rows) {
+  const std::int64_t pitch = values.key_pitch;
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(pitch), static_cast<cuuint64_t>(geometry.head_dim),
+                              static_cast<cuuint64_t>(geometry.heads_kv), static_cast<cuuint64_t>(geometry.batch)};
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(pitch), static_cast<cuuint64_t>(pitch * geometry.head_dim),
+                                 static_cast<cuuint64_t>(pitch * geometry.head_dim * geometry.heads_kv)};
+  const cuuint32_t box[4] = {kTransposedKeysPerBox, static_cast<cuuint32_t>(box_rows), 1, 1};
+  return encode_tensor_map(CU_TENSOR_MAP_DATA_TYPE_UINT8, values.data, dims, strides, box);
 }
 
 std::string tma_stride_reason(const char* name, const TensorView& t) {
@@ -107,6 +129,7 @@ std::string hopper_path_unsupported_reason(const ForwardParams& params, const de
 TensorMapGeometry tensor_map_geometry(const ForwardParams& params, const detail::Problem& problem) {
   TensorMapGeometry geometry;
   geometry.float16 = problem.dtype == DType::float16;
+  geometry.fp8 = problem.dtype == DType::float8_e4m3;
   geometry.head_dim = problem.head_dim;
   geometry.rows_q = problem.varlen ? problem.total_q : problem.seq_q;
   geometry.rows_k = problem.varlen ? problem.total_k : problem.seq_k;
