@@ -81,7 +81,7 @@ TEST_P(BenchPacking, ViewAddressesThePackedElement) {
   const Layout layout = GetParam();
   const Shape4 shape{2, 37, 3, 24};
   const std::vector<float> values = random_values(shape.numel(), std::random_device{}());
-  for (DType dtype : {DType::float32, DType::float16, DType::bfloat16, DType::float64}) {
+  for (DType dtype : {DType::float32, DType::float16, DType::bfloat16, DType::float64, DType::float8_e4m3}) {
     SCOPED_TRACE(short_dtype_name(dtype));
     std::vector<std::byte> storage = pack(values, shape, dtype, layout);
     ASSERT_EQ(storage.size(), values.size() * dtype_size(dtype));
@@ -109,14 +109,23 @@ TEST_P(BenchPacking, ViewAddressesThePackedElement) {
                 std::memcpy(&half, element, 2);
                 stored = detail::fp16_to_float(half);
                 break;
+              case DType::float8_e4m3:
+                stored = detail::fp8_e4m3_to_float(std::to_integer<std::uint8_t>(*element));
+                break;
               default:
                 std::memcpy(&half, element, 2);
                 stored = detail::bf16_to_float(half);
             }
-            // Round to nearest: half an ulp relative to the value, and for fp16 values below its
-            // normal range (< 2^-14) half the subnormal spacing, 2^-25, in absolute terms.
-            const float relative = dtype == DType::bfloat16 ? 1.0f / 256 : dtype == DType::float16 ? 1.0f / 2048 : 0.0f;
-            const float absolute = dtype == DType::float16 ? std::ldexp(1.0f, -25) : 0.0f;
+            // Round to nearest: half an ulp relative to the value, and below the normal range
+            // (fp16: 2^-14, e4m3: 2^-6) half the subnormal spacing in absolute terms. The
+            // inputs are N(0, 1), far below e4m3's saturation at 448.
+            const float relative = dtype == DType::bfloat16      ? 1.0f / 256
+                                   : dtype == DType::float16     ? 1.0f / 2048
+                                   : dtype == DType::float8_e4m3 ? 1.0f / 16
+                                                                 : 0.0f;
+            const float absolute = dtype == DType::float16       ? std::ldexp(1.0f, -25)
+                                   : dtype == DType::float8_e4m3 ? std::ldexp(1.0f, -10)
+                                                                 : 0.0f;
             ASSERT_LE(std::fabs(stored - expected), relative * std::fabs(expected) + absolute)
                 << b << ' ' << s << ' ' << h << ' ' << d;
           }
