@@ -124,7 +124,7 @@ const std::vector<Rule>& rules() {
       {"cpu_device_index", fwd, [](P& p, Call&) { p.out.device_index = 1; }, "out", "device_index 0"},
       // Dtypes.
       {"q_dtype_int32", fwd, [](P& p, Call&) { p.q.dtype = DType::int32; }, "q",
-       "dtype must be float16, bfloat16, float32 or float64"},
+       "dtype must be float16, bfloat16, float32, float64 or float8_e4m3fn"},
       {"k_dtype_mismatch", fwd, [](P& p, Call&) { p.k.dtype = DType::float16; }, "k", "dtype must match q"},
       {"v_dtype_mismatch", fwd, [](P& p, Call&) { p.v.dtype = DType::bfloat16; }, "v", "dtype must match q"},
       {"out_dtype_mismatch", fwd, [](P& p, Call&) { p.out.dtype = DType::float64; }, "out", "dtype must match q"},
