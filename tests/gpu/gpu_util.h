@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/attention_case.h"
 #include "tileflash/attention.h"
 #include "tileflash/error.h"
 #include "tileflash/params.h"
@@ -142,6 +143,24 @@ inline KernelChoice forward_on_gpu(const ForwardParams& host) {
   download(p.out, host.out);
   if (host.lse.defined()) download(p.lse, host.lse);
   return choice;
+}
+
+// Whether this build compiled a forward kernel for the case (TILEFLASH_HEAD_DIMS may be
+// reduced): a missing head-dim tile is false, any other refusal a test failure.
+inline bool forward_supported_on_gpu(AttentionCase& c) {
+  AttentionOutputs o = c.new_outputs();
+  ForwardParams p = c.forward_params(o, Backend::cuda);
+  for (TensorView* t : {&p.q, &p.k, &p.v, &p.out, &p.lse, &p.bias, &p.alibi_slopes, &p.cu_seqlens_q, &p.cu_seqlens_k,
+                        &p.q_descale, &p.k_descale, &p.v_descale})
+    if (t->defined()) t->device = DeviceType::cuda;
+  if (p.cu_seqlens_q.defined()) {
+    p.max_seqlen_q = longest_sequence(c.cu_seqlens_q.view());
+    p.max_seqlen_k = longest_sequence(c.cu_seqlens_k.view());
+  }
+  std::string reason;
+  if (is_supported(p, &reason)) return true;
+  if (reason.find("head-dim tile") == std::string::npos) ADD_FAILURE() << reason << " for " << c.config().describe();
+  return false;
 }
 
 // Sets TILEFLASH_SMEM_LIMIT_BYTES for its lifetime (the CUDA launchers read it at every

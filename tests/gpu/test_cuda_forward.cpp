@@ -20,22 +20,6 @@ namespace {
 
 #if TILEFLASH_TESTS_WITH_CUDA
 
-// Whether this build compiled a tile for the case (TILEFLASH_HEAD_DIMS may be reduced).
-bool supported_on_gpu(AttentionCase& c) {
-  AttentionOutputs o = c.new_outputs();
-  ForwardParams p = c.forward_params(o, Backend::cuda);
-  for (TensorView* t : {&p.q, &p.k, &p.v, &p.out, &p.lse, &p.bias, &p.alibi_slopes, &p.cu_seqlens_q, &p.cu_seqlens_k})
-    if (t->defined()) t->device = DeviceType::cuda;
-  if (p.cu_seqlens_q.defined()) {
-    p.max_seqlen_q = gpu::longest_sequence(c.cu_seqlens_q.view());
-    p.max_seqlen_k = gpu::longest_sequence(c.cu_seqlens_k.view());
-  }
-  std::string reason;
-  if (is_supported(p, &reason)) return true;
-  if (reason.find("head-dim tile") == std::string::npos) ADD_FAILURE() << reason << " for " << c.config().describe();
-  return false;
-}
-
 // The kernel the selector must pick: the Hopper one on sm_90 for everything but the logit
 // extras (softcap, bias, ALiBi, dropout), which stay on the Ampere-class kernel.
 std::string expected_forward_kernel(const CaseConfig& c) {
@@ -46,7 +30,7 @@ std::string expected_forward_kernel(const CaseConfig& c) {
 // rule; every output element must have been written (the poison is NaN).
 void expect_gpu_matches_reference(const CaseConfig& config, std::uint64_t seed) {
   AttentionCase c(config, seed);
-  if (!supported_on_gpu(c)) return;
+  if (!gpu::forward_supported_on_gpu(c)) return;
   AttentionCase exact = c.converted(DType::float64);
   AttentionOutputs result = c.new_outputs(), baseline = c.new_outputs(), reference = exact.new_outputs();
   EXPECT_EQ(gpu::forward_on_gpu(c.forward_params(result, Backend::cuda)).kernel, expected_forward_kernel(config))
@@ -209,7 +193,7 @@ TEST(CudaForward, DropoutMaskIsBitIdenticalToCpu) {
     config.dropout_seed = 0xDEADBEEF12345ull + static_cast<std::uint64_t>(head_dim);
     config.dropout_offset = 0x2000000010ull;
     AttentionCase c(config, 300 + head_dim);
-    if (!supported_on_gpu(c)) continue;
+    if (!gpu::forward_supported_on_gpu(c)) continue;
     for (std::int64_t b = 0; b < config.batch; ++b)
       for (std::int64_t j = 0; j < config.seq_k; ++j)
         for (std::int64_t h = 0; h < config.heads_kv; ++h)
@@ -238,7 +222,7 @@ TEST(CudaForward, RunsAreBitwiseRepeatable) {
     config.causal = true;
     config.dropout_p = dropout_p;
     AttentionCase c(config, 400);
-    if (!supported_on_gpu(c)) return;
+    if (!gpu::forward_supported_on_gpu(c)) return;
     AttentionOutputs first = c.new_outputs(), second = c.new_outputs();
     gpu::forward_on_gpu(c.forward_params(first, Backend::cuda));
     gpu::forward_on_gpu(c.forward_params(second, Backend::cuda));
@@ -341,7 +325,7 @@ TEST(CudaForward, LongSequence128k) {
   config.head_dim = 64;
   config.causal = true;
   AttentionCase c(config, 700);
-  if (!supported_on_gpu(c)) return;
+  if (!gpu::forward_supported_on_gpu(c)) return;
   AttentionOutputs o = c.new_outputs();
   gpu::forward_on_gpu(c.forward_params(o, Backend::cuda));
   const double scale = 1.0 / std::sqrt(64.0);

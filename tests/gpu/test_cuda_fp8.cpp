@@ -34,27 +34,9 @@ CaseConfig fp8_case(std::int64_t head_dim) {
   return c;
 }
 
-// The FP8 kernels of this build take the case (a missing head-dim tile is a skip, any
-// other refusal a failure).
-bool fp8_supported(AttentionCase& c) {
-  AttentionOutputs o = c.new_outputs();
-  ForwardParams p = c.forward_params(o, Backend::cuda);
-  for (TensorView* t : {&p.q, &p.k, &p.v, &p.out, &p.lse, &p.cu_seqlens_q, &p.cu_seqlens_k, &p.q_descale,
-                        &p.k_descale, &p.v_descale})
-    if (t->defined()) t->device = DeviceType::cuda;
-  if (p.cu_seqlens_q.defined()) {
-    p.max_seqlen_q = gpu::longest_sequence(c.cu_seqlens_q.view());
-    p.max_seqlen_k = gpu::longest_sequence(c.cu_seqlens_k.view());
-  }
-  std::string reason;
-  if (is_supported(p, &reason)) return true;
-  if (reason.find("has no tile") == std::string::npos) ADD_FAILURE() << reason << " for " << c.config().describe();
-  return false;
-}
-
 void expect_fp8_matches_reference(const CaseConfig& config, std::uint64_t seed) {
   AttentionCase c(config, seed);
-  if (!fp8_supported(c)) return;
+  if (!gpu::forward_supported_on_gpu(c)) return;
   AttentionCase exact = c.converted(DType::float64);
   AttentionOutputs result = c.new_outputs(), baseline = c.new_outputs(), reference = exact.new_outputs();
   EXPECT_EQ(gpu::forward_on_gpu(c.forward_params(result, Backend::cuda)).kernel, "sm90") << config.describe();

@@ -35,7 +35,7 @@ std::string forward_unsupported_reason(const ForwardParams& params, const detail
 std::string fp8_forward_unsupported_reason(const ForwardParams& params, const detail::Problem& problem) {
   const std::string fp8 = "float8_e4m3fn inputs";
   if (CompiledTiles::fitting(static_cast<int>(problem.head_dim)) == 0)
-    return "q: " + fp8 + " run on the sm_90a forward, and this build has no tile for head_dim " +
+    return "q: " + fp8 + " run on the sm_90a forward, and this build has no head-dim tile for head_dim " +
            std::to_string(problem.head_dim);
   if (problem.head_dim % 16 != 0)
     return "q: " + fp8 + " need head_dim to be a multiple of 16 (16-byte rows), got " + std::to_string(problem.head_dim);
