@@ -237,7 +237,7 @@ __device__ __forceinline__ void consume_tiles(const sm80::AttentionArgs& args, c
     for (int ks = 0; ks < kHeadDim / kKStep; ++ks) {
       const std::uint32_t offset = 32 * (ks % 4);
       Wgmma<Input, kBlockN>::ss(scores, advance_descriptor(q_descriptor, (ks / 4) * kBlockM * 128 + offset),
-                                  advance_descriptor(k_tile, (ks / 4) * kBlockN * 128 + offset), ks > 0);
+                                advance_descriptor(k_tile, (ks / 4) * kBlockN * 128 + offset), ks > 0);
     }
     wgmma_commit();
   };
