@@ -43,12 +43,8 @@ struct TransposedValues {
   std::int64_t key_pitch = 0;  // bytes between rows, a multiple of 16
 };
 
-// Bytes of V^T for this call, and its row pitch.
+// The row pitch of V^T for this call (its bytes: batch entries x heads_kv x head_dim rows).
 std::int64_t transposed_key_pitch(const sm80::AttentionArgs& args, std::int64_t rows_k);
-inline std::int64_t transposed_values_bytes(const sm80::AttentionArgs& args, std::int64_t rows_k,
-                                            std::int64_t batch_entries) {
-  return batch_entries * args.heads_kv * args.head_dim * transposed_key_pitch(args, rows_k);
-}
 
 // Writes V^T on `stream` (keys past each sequence's end up to its next group of 16 are
 // zero; with varlen the whole buffer is cleared first, so the gaps between sequences are

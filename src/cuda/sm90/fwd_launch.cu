@@ -63,9 +63,10 @@ void run_forward(const ForwardParams& params, const detail::Problem& problem, cu
   const int tile = CompiledTiles::fitting(static_cast<int>(problem.head_dim));
   if (geometry.fp8) {
     // V^T lives until the attention kernel is done with it (freed in stream order).
-    const std::int64_t bytes = transposed_values_bytes(args, geometry.rows_k, geometry.batch);
+    const std::int64_t pitch = transposed_key_pitch(args, geometry.rows_k);
+    const std::int64_t bytes = geometry.batch * args.heads_kv * args.head_dim * pitch;
     StreamWorkspace workspace(std::max<std::int64_t>(bytes, 16), stream, "allocating the FP8 forward's transposed V");
-    const TransposedValues values{workspace.data(), transposed_key_pitch(args, geometry.rows_k)};
+    const TransposedValues values{workspace.data(), pitch};
     transpose_values_fp8(args, values, bytes, stream);
     const bool float16_out = problem.out_dtype == DType::float16;
     CompiledTiles::dispatch(tile, [&](auto head_dim_tile) {
