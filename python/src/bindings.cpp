@@ -3,6 +3,8 @@
 // The caller allocates every output; this layer only describes memory, so it
 // links against no framework. tileflash::Error reaches Python as ValueError with
 // the same message; an array of a dtype tileflash has no name for is a TypeError.
+// FP8 (e4m3) inputs arrive as DLPack 1.1's float8_e4m3fn, or as one-byte integers
+// with Options.float8_inputs, for frameworks whose DLPack export has no FP8 code.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -24,7 +26,11 @@ using InputArray = nb::ndarray<nb::ro>;
 using OutputArray = nb::ndarray<>;
 using OptionalInput = std::optional<InputArray>;
 
+// DLPack 1.1's kDLFloat8_e4m3fn (OCP E4M3, no infinities: torch.float8_e4m3fn).
+constexpr std::uint8_t kDLPackFloat8E4M3FN = 10;
+
 const char* dlpack_code_name(std::uint8_t code) {
+  if (code == kDLPackFloat8E4M3FN) return "float8_e4m3fn";
   switch (static_cast<nb::dlpack::dtype_code>(code)) {
     case nb::dlpack::dtype_code::Int: return "int";
     case nb::dlpack::dtype_code::UInt: return "uint";
@@ -45,20 +51,35 @@ tileflash::DType to_dtype(nb::dlpack::dtype t, const char* name) {
     if (code == Code::Bfloat && t.bits == 16) return tileflash::DType::bfloat16;
     if (code == Code::Float && t.bits == 64) return tileflash::DType::float64;
     if (code == Code::Int && t.bits == 32) return tileflash::DType::int32;
+    if (t.code == kDLPackFloat8E4M3FN && t.bits == 8) return tileflash::DType::float8_e4m3;
   }
   throw nb::type_error((std::string("tileflash: ") + name + ": unsupported dtype " + dlpack_code_name(t.code) +
                         std::to_string(t.bits) + (t.lanes == 1 ? "" : "x" + std::to_string(t.lanes)) +
-                        " (tileflash takes float16, bfloat16, float32, float64 and int32 offsets)")
+                        " (tileflash takes float16, bfloat16, float32, float64, float8_e4m3fn inputs and int32 "
+                        "offsets)")
                            .c_str());
 }
 
+// q, k or v under Options.float8_inputs: one-byte data read as float8_e4m3.
+tileflash::DType to_float8_dtype(nb::dlpack::dtype t, const char* name) {
+  using Code = nb::dlpack::dtype_code;
+  const auto code = static_cast<Code>(t.code);
+  const bool one_byte = t.bits == 8 && t.lanes == 1 &&
+                        (code == Code::UInt || code == Code::Int || t.code == kDLPackFloat8E4M3FN);
+  if (!one_byte)
+    throw tileflash::Error(name, std::string("with float8_inputs must hold one-byte data (uint8, int8 or "
+                                             "float8_e4m3fn), got ") +
+                                     dlpack_code_name(t.code) + std::to_string(t.bits));
+  return tileflash::DType::float8_e4m3;
+}
+
 template <class Array>
-tileflash::TensorView to_view(const Array& a, const char* name) {
+tileflash::TensorView to_view(const Array& a, const char* name, bool bytes_as_float8 = false) {
   const auto rank = static_cast<int>(a.ndim());
   if (rank < 1 || rank > tileflash::TensorView::kMaxRank)
     throw tileflash::Error(name, "rank must be between 1 and 4, got " + std::to_string(rank));
   tileflash::TensorView view;
-  view.dtype = to_dtype(a.dtype(), name);
+  view.dtype = bytes_as_float8 ? to_float8_dtype(a.dtype(), name) : to_dtype(a.dtype(), name);
   if (a.device_type() == nb::device::cpu::value) {
     view.device = tileflash::DeviceType::cpu;
   } else if (a.device_type() == nb::device::cuda::value) {
@@ -97,6 +118,8 @@ struct Options {
   std::int64_t window_left = -1, window_right = -1;
   float softcap = 0.0f;
   OptionalInput bias, alibi_slopes;
+  OptionalInput q_descale, k_descale, v_descale;
+  bool float8_inputs = false;  // q, k, v are one-byte arrays holding float8_e4m3 values
   float dropout_p = 0.0f;
   std::uint64_t dropout_seed = 0, dropout_offset = 0;
   std::string backend = "auto";
@@ -116,6 +139,9 @@ void fill(tileflash::ForwardParams& p, const Options& o) {
   p.softcap = o.softcap;
   p.bias = to_view(o.bias, "bias");
   p.alibi_slopes = to_view(o.alibi_slopes, "alibi_slopes");
+  p.q_descale = to_view(o.q_descale, "q_descale");
+  p.k_descale = to_view(o.k_descale, "k_descale");
+  p.v_descale = to_view(o.v_descale, "v_descale");
   p.dropout_p = o.dropout_p;
   p.dropout_seed = o.dropout_seed;
   p.dropout_offset = o.dropout_offset;
@@ -132,9 +158,9 @@ std::pair<std::string, std::string> forward(const InputArray& q, const InputArra
                                             const OutputArray& out, const std::optional<OutputArray>& lse,
                                             const Options& options) {
   tileflash::ForwardParams p;
-  p.q = to_view(q, "q");
-  p.k = to_view(k, "k");
-  p.v = to_view(v, "v");
+  p.q = to_view(q, "q", options.float8_inputs);
+  p.k = to_view(k, "k", options.float8_inputs);
+  p.v = to_view(v, "v", options.float8_inputs);
   p.out = to_view(out, "out");
   if (lse) p.lse = to_view(*lse, "lse");
   fill(p, options);
@@ -152,9 +178,9 @@ std::pair<std::string, std::string> backward(const InputArray& dout, const Input
                                              bool deterministic, const Options& options) {
   tileflash::BackwardParams p;
   p.dout = to_view(dout, "dout");
-  p.q = to_view(q, "q");
-  p.k = to_view(k, "k");
-  p.v = to_view(v, "v");
+  p.q = to_view(q, "q", options.float8_inputs);
+  p.k = to_view(k, "k", options.float8_inputs);
+  p.v = to_view(v, "v", options.float8_inputs);
   p.out = to_view(out, "out");
   p.lse = to_view(lse, "lse");
   p.dq = to_view(dq, "dq");
@@ -200,6 +226,10 @@ NB_MODULE(_C, m) {
       .def_rw("softcap", &Options::softcap)
       .def_rw("bias", &Options::bias)
       .def_rw("alibi_slopes", &Options::alibi_slopes)
+      .def_rw("q_descale", &Options::q_descale)
+      .def_rw("k_descale", &Options::k_descale)
+      .def_rw("v_descale", &Options::v_descale)
+      .def_rw("float8_inputs", &Options::float8_inputs)
       .def_rw("dropout_p", &Options::dropout_p)
       .def_rw("dropout_seed", &Options::dropout_seed)
       .def_rw("dropout_offset", &Options::dropout_offset)

@@ -9,6 +9,11 @@ Both ops take the problem fully resolved: the softmax scale is a number, causal
 masking is folded into ``window_right = 0``, and dropout's Philox (seed, offset)
 travel as one CPU int64 tensor ``rng_state`` drawn by the caller, so the forward
 and its backward drop exactly the same entries.
+
+FP8 (``torch.float8_e4m3fn``) inputs take the forward only: their per-tensor
+descales are float32 one-element tensors and ``out_dtype`` (bfloat16 or float16)
+is the output's dtype. They reach the library as uint8 views, since torch's DLPack
+export has no FP8 code.
 """
 
 import contextlib
@@ -43,8 +48,11 @@ def _options(
     dropout_p: float,
     rng_state: Optional[Tensor],
     backend: str,
+    descales: Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]] = (None, None, None),
 ) -> "_C.Options":
     options = _C.Options()
+    options.q_descale, options.k_descale, options.v_descale = descales
+    options.float8_inputs = q.dtype == torch.float8_e4m3fn
     options.bias = bias
     options.alibi_slopes = alibi_slopes
     options.cu_seqlens_q = cu_seqlens_q
@@ -73,9 +81,15 @@ def _on_device(t: Tensor):
     return contextlib.nullcontext()
 
 
-def _forward_outputs(q: Tensor, cu_seqlens_q: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+def _bytes(t: Tensor) -> Tensor:
+    """FP8 tensors as the uint8 view the extension reads (options.float8_inputs)."""
+    return t.view(torch.uint8) if t.dtype == torch.float8_e4m3fn else t
+
+
+def _forward_outputs(q: Tensor, cu_seqlens_q: Optional[Tensor],
+                     out_dtype: Optional[torch.dtype]) -> Tuple[Tensor, Tensor]:
     """Uninitialised (out, lse) of a forward: the real op and its fake allocate alike."""
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    out = torch.empty(q.shape, dtype=q.dtype if out_dtype is None else out_dtype, device=q.device)
     lse = torch.empty(_lse_shape(q, cu_seqlens_q), dtype=torch.float32, device=q.device)
     return out, lse
 
@@ -98,13 +112,19 @@ def forward_impl(
     rng_state: Optional[Tensor],
     deterministic: bool,
     backend: str,
+    q_descale: Optional[Tensor],
+    k_descale: Optional[Tensor],
+    v_descale: Optional[Tensor],
+    out_dtype: Optional[torch.dtype],
 ) -> Tuple[Tensor, Tensor]:
-    """Returns (out, lse). ``deterministic`` is only carried to the backward."""
-    out, lse = _forward_outputs(q, cu_seqlens_q)
+    """Returns (out, lse). ``deterministic`` is only carried to the backward; ``out_dtype``
+    None is q's dtype."""
+    out, lse = _forward_outputs(q, cu_seqlens_q, out_dtype)
     options = _options(q, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
-                       softmax_scale, window_left, window_right, softcap, dropout_p, rng_state, backend)
+                       softmax_scale, window_left, window_right, softcap, dropout_p, rng_state, backend,
+                       (q_descale, k_descale, v_descale))
     with _on_device(q):
-        _C.forward(q.detach(), k.detach(), v.detach(), out, lse, options)
+        _C.forward(_bytes(q.detach()), _bytes(k.detach()), _bytes(v.detach()), out, lse, options)
     return out, lse
 
 
@@ -117,8 +137,8 @@ attention_forward = torch.library.custom_op("tileflash::attention_forward", muta
 @attention_forward.register_fake
 def _attention_forward_fake(q, k, v, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                             softmax_scale, window_left, window_right, softcap, dropout_p, rng_state, deterministic,
-                            backend):
-    return _forward_outputs(q, cu_seqlens_q)
+                            backend, q_descale, k_descale, v_descale, out_dtype):
+    return _forward_outputs(q, cu_seqlens_q, out_dtype)
 
 
 @torch.library.custom_op("tileflash::attention_backward", mutates_args=(), device_types=("cpu", "cuda"))
@@ -145,6 +165,10 @@ def attention_backward(
     backend: str,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """Returns (dq, dk, dv); with GQA, dk and dv sum over each group's query heads."""
+    if q.dtype == torch.float8_e4m3fn:
+        # The library says the same; torch cannot hand FP8 gradients over DLPack to hear it.
+        raise ValueError("tileflash: q: float8_e4m3fn inputs are supported by the forward only "
+                         "(train in bfloat16 or float16)")
     # Autograd hands in broadcast gradients (e.g. of out.sum()), whose zero strides
     # the kernels cannot read along head_dim.
     if dout.stride(-1) != 1:
@@ -172,7 +196,7 @@ def _attention_backward_fake(dout, q, k, v, out, lse, bias, alibi_slopes, cu_seq
 
 def _setup_context(ctx, inputs, output):
     (q, k, v, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, softmax_scale,
-     window_left, window_right, softcap, dropout_p, rng_state, deterministic, backend) = inputs
+     window_left, window_right, softcap, dropout_p, rng_state, deterministic, backend, *_fp8) = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, rng_state)
     ctx.settings = (max_seqlen_q, max_seqlen_k, softmax_scale, window_left, window_right, softcap, dropout_p)
@@ -188,7 +212,7 @@ def _backward(ctx, dout, _dlse):
     dq, dk, dv = attention_backward(dout, q, k, v, out, lse, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k,
                                     max_seqlen_q, max_seqlen_k, softmax_scale, window_left, window_right, softcap,
                                     dropout_p, rng_state, ctx.deterministic, ctx.backend)
-    return (dq, dk, dv) + (None,) * 14
+    return (dq, dk, dv) + (None,) * 18
 
 
 torch.library.register_autograd("tileflash::attention_forward", _backward, setup_context=_setup_context)

@@ -77,7 +77,8 @@ def _torch_bias(bias, q, seq_q, seq_k):
     if bias.requires_grad and torch.is_grad_enabled():
         raise _error("bias", "gradients with respect to the bias are not computed; pass bias.detach()")
     if bias.dtype == torch.bool:
-        bias = torch.zeros(bias.shape, dtype=q.dtype, device=bias.device).masked_fill_(~bias, -math.inf)
+        mask_dtype = torch.float32 if q.dtype == torch.float8_e4m3fn else q.dtype
+        bias = torch.zeros(bias.shape, dtype=mask_dtype, device=bias.device).masked_fill_(~bias, -math.inf)
     elif not bias.is_floating_point():
         raise _type_error("bias", f"must be a floating-point or bool tensor, got {bias.dtype}")
     elif bias.dtype not in (torch.float32, q.dtype):
@@ -119,7 +120,8 @@ def _head_dim_contiguous(t):
 
 def attention(q, k, v, *, causal=False, window=None, bias=None, dropout_p=0.0, softcap=0.0, scale=None,
               cu_seqlens_q=None, cu_seqlens_k=None, max_seqlen_q=None, max_seqlen_k=None, deterministic=False,
-              return_lse=False, alibi_slopes=None, backend="auto"):
+              return_lse=False, alibi_slopes=None, backend="auto", q_descale=None, k_descale=None, v_descale=None,
+              out_dtype=None):
     """Exact attention softmax(q k^T * scale + bias) v, with flash-attn's layout.
 
     Args:
@@ -142,24 +144,64 @@ def attention(q, k, v, *, causal=False, window=None, bias=None, dropout_p=0.0, s
             (heads_q, total_q); it carries no gradient.
         alibi_slopes: float32 (heads_q) or (batch, heads_q); adds -slope * |i + seq_k - seq_q - j|.
         backend: "auto" (the tensors' device), "cpu" (tiled), "reference" (materialised, fp64
-            accumulation; the only one for float64), or "cuda".
+            accumulation; the only one for float64 and, on the CPU, for FP8), or "cuda".
+        q_descale, k_descale, v_descale: FP8 (torch.float8_e4m3fn) inputs only, forward only: the
+            per-tensor factors that undo their quantisation (a number, or a float32 tensor of one
+            element on q's device); the logits use scale * q_descale * k_descale and the output
+            is multiplied by v_descale. Absent means 1. FP8 runs on Hopper GPUs (without softcap,
+            bias, ALiBi or dropout) and, on the CPU, on the reference backend.
+        out_dtype: the output's dtype: q's (the default), or for FP8 inputs torch.bfloat16 (the
+            default) or torch.float16.
 
     Returns:
-        out with the shape and dtype of q, or (out, lse) when return_lse.
+        out with the shape of q and the dtype of q (or out_dtype), or (out, lse) when return_lse.
     """
     window_left, window_right = _resolve_window(window, causal)
     dropout_p = _check_number("dropout_p", dropout_p)
     softcap = _check_number("softcap", softcap)
     _check_backend(backend)
     if torch is not None and all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+        fp8 = _torch_fp8_settings(q, k, v, (q_descale, k_descale, v_descale), out_dtype)
         return _torch_attention(q, k, v, window_left, window_right, bias, dropout_p, softcap, scale, cu_seqlens_q,
                                 cu_seqlens_k, max_seqlen_q, max_seqlen_k, bool(deterministic), return_lse,
-                                alibi_slopes, backend)
+                                alibi_slopes, backend, fp8)
     if all(isinstance(t, np.ndarray) for t in (q, k, v)):
+        for name, given in (("q_descale", q_descale), ("k_descale", k_descale), ("v_descale", v_descale),
+                            ("out_dtype", out_dtype)):
+            if given is not None:
+                raise _error(name, "FP8 attention takes torch tensors (numpy has no float8_e4m3fn)")
         return _numpy_attention(q, k, v, window_left, window_right, bias, dropout_p, softcap, scale, cu_seqlens_q,
                                 cu_seqlens_k, max_seqlen_q, max_seqlen_k, return_lse, alibi_slopes, backend)
     kinds = ", ".join(type(t).__module__ + "." + type(t).__name__ for t in (q, k, v))
     raise _type_error("q", f"q, k and v must all be torch tensors or all numpy arrays, got {kinds}")
+
+
+def _torch_fp8_settings(q, k, v, descales, out_dtype):
+    """(q_descale, k_descale, v_descale, out_dtype) as the forward op takes them."""
+    fp8 = q.dtype == torch.float8_e4m3fn
+    if out_dtype is not None:
+        if not isinstance(out_dtype, torch.dtype):
+            raise _type_error("out_dtype", f"must be a torch.dtype, got {type(out_dtype).__name__}")
+        if fp8 and out_dtype not in (torch.bfloat16, torch.float16):
+            raise _error("out_dtype", f"must be torch.bfloat16 or torch.float16 for float8_e4m3fn inputs, got {out_dtype}")
+        if not fp8 and out_dtype != q.dtype:
+            raise _error("out_dtype", f"must be q's dtype ({q.dtype}): only float8_e4m3fn inputs take another, "
+                                      f"got {out_dtype}")
+    if fp8:
+        out_dtype = torch.bfloat16 if out_dtype is None else out_dtype
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+            raise _error("q", "float8_e4m3fn inputs are supported by the forward only (train in bfloat16 or "
+                              "float16); pass detached tensors")
+    else:
+        out_dtype = None
+
+    def as_tensor(name, descale):
+        if descale is None or isinstance(descale, torch.Tensor):
+            return None if descale is None else descale.detach()
+        return torch.full((1,), _check_number(name, descale), dtype=torch.float32, device=q.device)
+
+    names = ("q_descale", "k_descale", "v_descale")
+    return tuple(as_tensor(name, d) for name, d in zip(names, descales)) + (out_dtype,)
 
 
 def _resolve_scale(scale, head_dim):
@@ -169,7 +211,7 @@ def _resolve_scale(scale, head_dim):
 
 
 def _torch_attention(q, k, v, window_left, window_right, bias, dropout_p, softcap, scale, cu_seqlens_q, cu_seqlens_k,
-                     max_seqlen_q, max_seqlen_k, deterministic, return_lse, alibi_slopes, backend):
+                     max_seqlen_q, max_seqlen_k, deterministic, return_lse, alibi_slopes, backend, fp8):
     if q.dim() not in (3, 4) or q.dim() != k.dim() or q.dim() != v.dim():
         raise _error("q", "q, k and v must all have rank 4 (batch, seq, heads, head_dim), or rank 3 "
                           f"(total, heads, head_dim) with cu_seqlens; got {q.dim()}, {k.dim()}, {v.dim()}")
@@ -203,7 +245,7 @@ def _torch_attention(q, k, v, window_left, window_right, bias, dropout_p, softca
     forward = _ops.attention_forward if needs_graph else _ops.forward_impl
     out, lse = forward(q, k, v, bias, alibi_slopes, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
                        _resolve_scale(scale, q.shape[-1]), window_left, window_right, softcap, dropout_p, rng_state,
-                       deterministic, backend)
+                       deterministic, backend, *fp8)
     return (out, lse) if return_lse else out
 
 

@@ -71,7 +71,8 @@ def test_custom_ops_pass_opcheck(rng):
     q, k, v = (t.detach() for t in sample_inputs(rng))
     bias = randn(rng, 1, 1, 19, 23, dtype=torch.float64)
     rng_state = torch.tensor([11, 5], dtype=torch.int64)
-    forward_args = (q, k, v, bias, None, None, None, 0, 0, 0.25, -1, 0, 0.0, 0.1, rng_state, False, "auto")
+    forward_args = (q, k, v, bias, None, None, None, 0, 0, 0.25, -1, 0, 0.0, 0.1, rng_state, False, "auto", None, None,
+                    None, None)
     torch.library.opcheck(torch.ops.tileflash.attention_forward.default, forward_args)
     out, lse = torch.ops.tileflash.attention_forward(*forward_args)
     backward_args = (torch.randn_like(out), q, k, v, out, lse, bias, None, None, None, 0, 0, 0.25, -1, 0, 0.0, 0.1,
