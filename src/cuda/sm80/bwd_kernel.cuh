@@ -134,7 +134,11 @@ struct BackwardKernelTraits {
   using KeyTile = SmemTile<Element, kBlockN, kHeadDim>;  // K, V
   using ScoreTile = SmemTile<Element, kBlockM, kBlockN>; // P (dropped), dS
   static constexpr int kRowBuffers = kDoubleBuffer ? 2 : 1;
-  static constexpr int kSmemBytes = 2 * kRowBuffers * RowTile::kBytes + 2 * KeyTile::kBytes + 2 * ScoreTile::kBytes;
+  // lse and D of a query block's rows, loaded with its Q and dO (one buffer each).
+  static constexpr int kStatsBytes = 2 * kBlockM * 4;
+  static constexpr int kSmemBytes =
+      2 * kRowBuffers * RowTile::kBytes + 2 * KeyTile::kBytes + 2 * ScoreTile::kBytes + kRowBuffers * kStatsBytes;
+  static_assert(2 * kBlockM <= kThreads, "one thread per statistic of a query block");
   static_assert(kSmemBytes <= 227 * 1024, "backward tile exceeds the 227 KiB of shared memory of sm_90");
   static_assert(kVariant == 0 || kSmemBytes <= (kVariant == 1 ? 163 : 99) * 1024,
                 "a smaller variant exceeds the shared memory it is sized for");
@@ -413,6 +417,8 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
   const int m_end = row_end > row_begin ? static_cast<int>((row_end + kBlockM - 1) / kBlockM) : m_begin;
   const int group = a.heads_q / a.heads_kv;
   const int blocks_per_head = m_end - m_begin;
+  // Query blocks whose scores against this key block are all allowed (no mask needed).
+  const detail::RowBlockRange unmasked = detail::unmasked_row_blocks(mask, n0, n0 + kBlockN, kBlockM);
   const int iterations = group * blocks_per_head;
 
   extern __shared__ __align__(16) unsigned char smem[];
@@ -431,6 +437,9 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
   const auto do_tile = [&](int buffer) { return RowTile{rows_base + (kRowBuffers + buffer) * kRowTileElements}; };
   const ScoreTile s_p{rows_base + 2 * kRowBuffers * kRowTileElements};
   const ScoreTile s_ds{s_p.data + ScoreTile::kBytes / static_cast<int>(sizeof(Element))};
+  // Per buffer: lse of the block's rows, then D.
+  float* const stats_base = reinterpret_cast<float*>(s_ds.data + ScoreTile::kBytes / static_cast<int>(sizeof(Element)));
+  const auto stats = [&](int buffer) { return stats_base + buffer * 2 * kBlockM; };
 
   const int rows_k_valid = span.seq_k - n0;
   load_tile_async<kThreads>(s_k, GlobalTile<Element>{row_pointer<const Element>(a.k, b, span.k_row0 + n0, kv_head),
@@ -446,6 +455,18 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
                                                                a.q.row_stride, span.seq_q - m0, a.head_dim});
     load_tile_async<kThreads>(do_tile(buffer), GlobalTile<Element>{row_pointer<const Element>(p.dout, b, row, head),
                                                                 p.dout.row_stride, span.seq_q - m0, a.head_dim});
+    // The row statistics travel with the block (rows past the sequence read as 0; no mask
+    // lets their P be computed).
+    const int thread = static_cast<int>(threadIdx.x);
+    if (thread < 2 * kBlockM) {
+      const bool dot = thread >= kBlockM;
+      const int r = dot ? thread - kBlockM : thread;
+      const bool valid = m0 + r < span.seq_q;
+      const float* const from =
+          dot ? p.dout_dot_out + head * p.rows_q + span.q_packed0 + m0 + r
+              : a.lse + b * a.lse_batch_stride + head * a.lse_head_stride + (row + r) * a.lse_row_stride;
+      ptx::cp_async_4(stats(buffer) + thread, valid ? from : a.lse, valid);
+    }
   };
   if (iterations > 0) load_query_block(0, 0);
   ptx::cp_async_commit();
@@ -462,33 +483,12 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
   const int dq_row0 = (warp % Traits::kDqWarpsM) * Traits::kDqRows;
   const int dq_col0 = (warp / Traits::kDqWarpsM) * Traits::kDqCols;
   const bool dropout = a.dropout_threshold != 0;
+  const float scale_log2 = a.scale * kLog2e;
 
   AccumulatorTile<kDkvMTiles, kDkvNTiles> dk_acc, dv_acc;
   dk_acc.fill(0.0f);
   dv_acc.fill(0.0f);
 
-  // Per-row statistics of this warp's S rows for the next query block: lse and D as stored.
-  // A row that sees no key stores lse = -inf; it becomes +inf (P = 0) only where the values
-  // are used, an iteration later, so no instruction here waits for the loads.
-  float next_lse[kSdpMTiles][2], next_dot[kSdpMTiles][2];
-  const auto load_row_stats = [&](int iteration) {
-    const int head = kv_head * group + iteration / blocks_per_head;
-    const int m0 = (m_begin + iteration % blocks_per_head) * kBlockM;
-#pragma unroll
-    for (int mi = 0; mi < kSdpMTiles; ++mi)
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int i = m0 + sdp_row0 + 16 * mi + 8 * half + g;
-        next_lse[mi][half] = -INFINITY;
-        next_dot[mi][half] = 0.0f;
-        if (i < span.seq_q) {
-          next_lse[mi][half] =
-              a.lse[b * a.lse_batch_stride + head * a.lse_head_stride + (span.q_row0 + i) * a.lse_row_stride];
-          next_dot[mi][half] = p.dout_dot_out[head * p.rows_q + span.q_packed0 + i];
-        }
-      }
-  };
-  if (iterations > 0) load_row_stats(0);
 
   for (int iteration = 0; iteration < iterations; ++iteration) {
     const int buffer = Traits::kDoubleBuffer ? iteration & 1 : 0;
@@ -505,15 +505,21 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
       if (iteration + 1 < iterations) load_query_block(iteration + 1, buffer ^ 1);
       ptx::cp_async_commit();
     }
+    // This warp's rows' lse and D. The plain kernel takes lse in base 2 (P = exp2(s * scale
+    // * log2(e) - lse * log2(e)), one FMA per score); it computes P only where the band
+    // allows a column, and such a row's lse is finite. With a bias a row may see only -inf
+    // logits (lse = -inf): it becomes +inf, so P = 0 without a NaN.
     float row_lse[kSdpMTiles][2], row_dot[kSdpMTiles][2];
 #pragma unroll
     for (int mi = 0; mi < kSdpMTiles; ++mi)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        row_lse[mi][half] = next_lse[mi][half] == -INFINITY ? INFINITY : next_lse[mi][half];
-        row_dot[mi][half] = next_dot[mi][half];
+        const int r = sdp_row0 + 16 * mi + 8 * half + g;
+        const float lse = stats(buffer)[r];
+        if constexpr (kExtras) row_lse[mi][half] = lse == -INFINITY ? INFINITY : lse;
+        else row_lse[mi][half] = lse * kLog2e;
+        row_dot[mi][half] = stats(buffer)[kBlockM + r];
       }
-    if (iteration + 1 < iterations) load_row_stats(iteration + 1);
     const RowTile s_q = q_tile(buffer), s_do = do_tile(buffer);
 
     // S = Q K^T and dP = dO V^T on this warp's (kSdpRows x kSdpCols) tile.
@@ -543,10 +549,10 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
 
     // P (dropped and rescaled, for dV) and dS, element by element, into shared memory:
     //   dS = P * (dP * Z - D) * (1 - tanh^2 when capped),  Z = keep / (1 - p).
-    // P = exp(s - lse) subtracts before scaling to log2 units: with logits ~1e4 the
-    // difference keeps its precision, scaled logits would not.
-    const bool tile_inside_band = m0 + kBlockM <= span.seq_q && n0 + kBlockN <= span.seq_k &&
-                                  mask.allowed(m0, n0 + kBlockN - 1) && mask.allowed(m0 + kBlockM - 1, n0);
+    // With the extras P = exp(logit - lse) subtracts before scaling to log2 units; the plain
+    // kernel's one FMA (as the Hopper kernels) keeps the product exact inside the FMA, and
+    // the large-logit backward test holds it to the same tolerance.
+    const bool tile_inside_band = unmasked.contains(m_block);
     LogitTransform logit{a.scale, a.softcap, BiasSlice{}, 0.0f};
     std::uint32_t batch_head = 0;
     if constexpr (kExtras) {
@@ -608,7 +614,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
               float prob = 0.0f;
               if (!kMasked || (j >= col_first[mi][half] && j < col_end[mi][half])) {
                 if constexpr (kExtras) prob = fast_exp2((logit.template operator()<Element>(qk, mask, i, j) - lse) * kLog2e);
-                else prob = fast_exp2(fmaf(qk, a.scale, -lse) * kLog2e);
+                else prob = fast_exp2(fmaf(qk, scale_log2, -lse));
               }
               if constexpr (kExtras) {
                 float chain = 1.0f;
