@@ -499,8 +499,8 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
     ptx::cp_async_wait<0>();
     __syncthreads();  // Q/dO of this block landed; every warp is done with the previous block
 
-    // Double-buffered, the next block's Q and dO load during this whole iteration (the other
-    // buffer's last readers finished the previous iteration). The row statistics always do.
+    // Double-buffered, the next block's Q, dO and row statistics load during this whole
+    // iteration (the other buffer's last readers finished the previous iteration).
     if constexpr (Traits::kDoubleBuffer) {
       if (iteration + 1 < iterations) load_query_block(iteration + 1, buffer ^ 1);
       ptx::cp_async_commit();
