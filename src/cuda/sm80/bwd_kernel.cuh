@@ -134,6 +134,14 @@ struct BackwardKernelTraits {
   using KeyTile = SmemTile<Element, kBlockN, kHeadDim>;  // K, V
   using ScoreTile = SmemTile<Element, kBlockM, kBlockN>; // P (dropped), dS
   static constexpr int kRowBuffers = kDoubleBuffer ? 2 : 1;
+  // Two choices that measured differently per head dim on H200 (forced, 1k-16k, both masks;
+  // docs/perf-notes-backward.md v11), where ptxas schedules each tile's loop its own way:
+  // the heads-fastest launch order under a causal band (key_blocks_heads_fastest) gave the
+  // 128 tile +2 to +6 %, non-causal calls included, but cost the 64 tile 4-5 % and moved the
+  // 256 tile both ways; dQ added by red.global (no value returned) instead of atomicAdd's
+  // ATOMG gave the 64 tile +0.2 to +3.3 % in two calls, the others -3 to +2 %.
+  static constexpr bool kHeadsFastestOrder = kHeadDim == 128;
+  static constexpr bool kDqByReduction = kHeadDim <= 64;
   // lse and D of a query block's rows, loaded with its Q and dO (one buffer each).
   static constexpr int kStatsBytes = 2 * kBlockM * 4;
   static constexpr int kSmemBytes =
@@ -389,6 +397,16 @@ __device__ __forceinline__ void pass_turn(int* semaphore, int next_turn) {
   asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(semaphore), "r"(next_turn) : "memory");
 }
 
+// The launch order of the key blocks: (key blocks, kv heads, sequences), key blocks
+// fastest, except under a causal band with at most 64 key blocks per head, where each
+// sequence's heads take their first (heaviest) key block, then their second (the Hopper
+// backward's v15, docs/perf-notes-hopper.md, says why; both backwards use this order). Key
+// block n of a head still launches after its key block n - 1, which deterministic mode's
+// turns rely on.
+TF_HOST_DEVICE bool key_blocks_heads_fastest(const AttentionArgs& a, int block_n) {
+  return a.window_right >= 0 && (a.seq_k + block_n - 1) / block_n <= 64;
+}
+
 // kExtras: softcap, bias, ALiBi or dropout present (a separate instantiation keeps the
 // common kernel's loop small).
 template <int kHeadDim, class Element, int kVariant, bool kExtras>
@@ -399,8 +417,10 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
   constexpr float kLog2e = 1.4426950408889634f;
   const AttentionArgs& a = p.attn;
 
-  const int n_block = static_cast<int>(blockIdx.x);
-  const int kv_head = static_cast<int>(blockIdx.y);
+  // The extras kernel keeps one order: the choice cost it 70 bytes of spills at d = 128.
+  const bool heads_fastest = Traits::kHeadsFastestOrder && !kExtras && key_blocks_heads_fastest(a, kBlockN);
+  const int n_block = static_cast<int>(heads_fastest ? blockIdx.y : blockIdx.x);
+  const int kv_head = static_cast<int>(heads_fastest ? blockIdx.x : blockIdx.y);
   const int b = static_cast<int>(blockIdx.z);
   const SequenceSpan span = sequence_span(a, b);
   const int n0 = n_block * kBlockN;
@@ -706,7 +726,11 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
     } else {
       for_each_dq_quad([](float* dst, float4 x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        atomicAdd(reinterpret_cast<float4*>(dst), x);
+        if constexpr (Traits::kDqByReduction)
+          asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "f"(x.x), "f"(x.y), "f"(x.z),
+                       "f"(x.w)
+                       : "memory");
+        else atomicAdd(reinterpret_cast<float4*>(dst), x);
 #else
         atomicAdd(dst, x.x);
         atomicAdd(dst + 1, x.y);

@@ -123,9 +123,7 @@ __device__ __forceinline__ std::int64_t packed_q_begin(const sm80::AttentionArgs
 // model). From 128 key blocks per head (16k) the head order already balances (99.3 %), and
 // the heads' Q and dO no longer fit in L2 together (a heaviest-first order over groups of
 // 16 heads lost 2-3 % there; H200 A/Bs, perf-notes-hopper.md backward v15).
-TF_HOST_DEVICE bool key_blocks_heads_fastest(const sm80::AttentionArgs& a, int block_n) {
-  return a.window_right >= 0 && (a.seq_k + block_n - 1) / block_n <= 64;
-}
+// sm80::key_blocks_heads_fastest (shared with the Ampere-class backward) says when.
 
 // A block's key block, kv head and sequence.
 struct KeyBlockCoordinates {
