@@ -104,6 +104,16 @@ constexpr bool backward_supports_tile(int head_dim_tile) {
   return head_dim_tile <= 128 ? head_dim_tile % 32 == 0 : head_dim_tile % 64 == 0;
 }
 
+// The launch order of the key blocks: (key blocks, kv heads, sequences), key blocks
+// fastest, except under a causal band with at most 64 key blocks per head, where each
+// sequence's heads take their first (heaviest) key block, then their second (the Hopper
+// backward's v15, docs/perf-notes-hopper.md, says why; both backwards use this order). Key
+// block n of a head still launches after its key block n - 1, which deterministic mode's
+// turns rely on.
+TF_HOST_DEVICE bool key_blocks_heads_fastest(const AttentionArgs& a, int block_n) {
+  return a.window_right >= 0 && (a.seq_k + block_n - 1) / block_n <= 64;
+}
+
 template <int kHeadDim, class Element, int kVariant>
 struct BackwardKernelTraits {
   static constexpr BackwardTileShape kShape = backward_tile_shape(kHeadDim, kVariant);
@@ -147,6 +157,13 @@ struct BackwardKernelTraits {
   static constexpr int kSmemBytes =
       2 * kRowBuffers * RowTile::kBytes + 2 * KeyTile::kBytes + 2 * ScoreTile::kBytes + kRowBuffers * kStatsBytes;
   static_assert(2 * kBlockM <= kThreads, "one thread per statistic of a query block");
+
+  // Whether the main kernel (the extras instantiation when `extras`) runs in the
+  // heads-fastest order; the extras kernel keeps one order (the choice cost it 70 bytes of
+  // spills at d = 128).
+  static TF_HOST_DEVICE bool heads_fastest(const AttentionArgs& a, bool extras) {
+    return kHeadsFastestOrder && !extras && key_blocks_heads_fastest(a, kBlockN);
+  }
   static_assert(kSmemBytes <= 227 * 1024, "backward tile exceeds the 227 KiB of shared memory of sm_90");
   static_assert(kVariant == 0 || kSmemBytes <= (kVariant == 1 ? 163 : 99) * 1024,
                 "a smaller variant exceeds the shared memory it is sized for");
@@ -397,16 +414,6 @@ __device__ __forceinline__ void pass_turn(int* semaphore, int next_turn) {
   asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(semaphore), "r"(next_turn) : "memory");
 }
 
-// The launch order of the key blocks: (key blocks, kv heads, sequences), key blocks
-// fastest, except under a causal band with at most 64 key blocks per head, where each
-// sequence's heads take their first (heaviest) key block, then their second (the Hopper
-// backward's v15, docs/perf-notes-hopper.md, says why; both backwards use this order). Key
-// block n of a head still launches after its key block n - 1, which deterministic mode's
-// turns rely on.
-TF_HOST_DEVICE bool key_blocks_heads_fastest(const AttentionArgs& a, int block_n) {
-  return a.window_right >= 0 && (a.seq_k + block_n - 1) / block_n <= 64;
-}
-
 // kExtras: softcap, bias, ALiBi or dropout present (a separate instantiation keeps the
 // common kernel's loop small).
 template <int kHeadDim, class Element, int kVariant, bool kExtras>
@@ -417,8 +424,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
   constexpr float kLog2e = 1.4426950408889634f;
   const AttentionArgs& a = p.attn;
 
-  // The extras kernel keeps one order: the choice cost it 70 bytes of spills at d = 128.
-  const bool heads_fastest = Traits::kHeadsFastestOrder && !kExtras && key_blocks_heads_fastest(a, kBlockN);
+  const bool heads_fastest = Traits::heads_fastest(a, kExtras);
   const int n_block = static_cast<int>(heads_fastest ? blockIdx.y : blockIdx.x);
   const int kv_head = static_cast<int>(heads_fastest ? blockIdx.x : blockIdx.y);
   const int b = static_cast<int>(blockIdx.z);

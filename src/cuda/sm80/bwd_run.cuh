@@ -63,7 +63,7 @@ void run_backward_shape(const BackwardKernelParams& call, cudaStream_t stream) {
                                         : backward_main_kernel<kHeadDim, Element, kVariant, false>;
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Traits::kSmemBytes),
                "backward shared memory opt-in");
-    const dim3 grid = Traits::kHeadsFastestOrder && !a.has_logit_extras() && key_blocks_heads_fastest(a, Traits::kBlockN)
+    const dim3 grid = Traits::heads_fastest(a, a.has_logit_extras())
                           ? dim3(static_cast<unsigned>(a.heads_kv), static_cast<unsigned>(key_blocks),
                                  static_cast<unsigned>(a.batch))
                           : dim3(static_cast<unsigned>(key_blocks), static_cast<unsigned>(a.heads_kv),
