@@ -26,6 +26,14 @@ __device__ __forceinline__ void cp_async_4(void* smem, const void* gmem, bool va
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_address(smem)), "l"(gmem),
                "r"(src_bytes));
 }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// Four fp32 additions to 16 aligned bytes of global memory with no value returned (REDG;
+// atomicAdd(float4*) compiles to ATOMG, which returns the old values). sm_90 and newer.
+__device__ __forceinline__ void red_add_v4(float* dst, float4 x) {
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "f"(x.x), "f"(x.y), "f"(x.z), "f"(x.w)
+               : "memory");
+}
+#endif
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int kPendingGroups>
 __device__ __forceinline__ void cp_async_wait() {

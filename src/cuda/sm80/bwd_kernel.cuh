@@ -732,10 +732,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
     } else {
       for_each_dq_quad([](float* dst, float4 x) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        if constexpr (Traits::kDqByReduction)
-          asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "f"(x.x), "f"(x.y), "f"(x.z),
-                       "f"(x.w)
-                       : "memory");
+        if constexpr (Traits::kDqByReduction) ptx::red_add_v4(dst, x);
         else atomicAdd(reinterpret_cast<float4*>(dst), x);
 #else
         atomicAdd(dst, x.x);
