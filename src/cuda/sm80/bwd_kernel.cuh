@@ -152,6 +152,13 @@ struct BackwardKernelTraits {
   // ATOMG gave the 64 tile +0.2 to +3.3 % in two calls, the others -3 to +2 %.
   static constexpr bool kHeadsFastestOrder = kHeadDim == 128;
   static constexpr bool kDqByReduction = kHeadDim <= 64;
+  // dK and dV staged as 16-bit rows in the K and V tiles and stored as 16-byte row chunks,
+  // instead of 4-byte stores from the accumulator layout (8 rows per warp store): +2 to +5 %
+  // at 1k for the 64 and 128 tiles, where a CTA walks few query blocks, but up to -1.7 %
+  // at 16k for the 128 tile and -1 to -3 % at most lengths for the 256 tile, whose loops
+  // ptxas then schedules differently (H200, forced, v12 in docs/perf-notes-backward.md). On
+  // where it raises the lowest ratio to FA2 over the grid.
+  static constexpr bool kStagedEpilogue = kHeadDim <= 128;
   // lse and D of a query block's rows, loaded with its Q and dO (one buffer each).
   static constexpr int kStatsBytes = 2 * kBlockM * 4;
   static constexpr int kSmemBytes =
@@ -744,30 +751,41 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
     }
   }
   ptx::cp_async_wait<0>();  // a key block that meets no query block still loaded K and V
-  __syncthreads();           // every warp is done reading K and V (the last dQ product)
 
-  // dK = scale * dS^T Q, dV = P^T dO, staged as 16-bit rows in the K and V tiles and stored
-  // as 16-byte row chunks: from the accumulator layout each store would cover 4 bytes of 8
-  // rows (the Hopper backward's v7 measured +4-7 % at 1k for the same change).
+  // dK = scale * dS^T Q, dV = P^T dO.
+  Element* const dk = row_pointer<Element>(p.dk, b, span.k_row0 + n0, kv_head);
+  Element* const dv = row_pointer<Element>(p.dv, b, span.k_row0 + n0, kv_head);
+  const auto for_each_dkv_pair = [&](auto store) {
 #pragma unroll
-  for (int mi = 0; mi < kDkvMTiles; ++mi)
+    for (int mi = 0; mi < kDkvMTiles; ++mi)
 #pragma unroll
-    for (int ni = 0; ni < kDkvNTiles; ++ni)
+      for (int ni = 0; ni < kDkvNTiles; ++ni)
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int row = dkv_row0 + 16 * mi + 8 * half + g;
-        const int col = dkv_col0 + 8 * ni + 2 * t;
-        *reinterpret_cast<std::uint32_t*>(s_k.at(row, col)) = ptx::pack2<Element>(
-            dk_acc.value[mi][ni][2 * half] * a.scale, dk_acc.value[mi][ni][2 * half + 1] * a.scale);
-        *reinterpret_cast<std::uint32_t*>(s_v.at(row, col)) =
-            ptx::pack2<Element>(dv_acc.value[mi][ni][2 * half], dv_acc.value[mi][ni][2 * half + 1]);
-      }
-  __syncthreads();
-  const int thread = static_cast<int>(threadIdx.x);
-  store_tile<kThreads>(s_k, 0, kBlockN, row_pointer<Element>(p.dk, b, span.k_row0 + n0, kv_head), p.dk.row_stride,
-                       rows_k_valid, a.head_dim, thread);
-  store_tile<kThreads>(s_v, 0, kBlockN, row_pointer<Element>(p.dv, b, span.k_row0 + n0, kv_head), p.dv.row_stride,
-                       rows_k_valid, a.head_dim, thread);
+        for (int half = 0; half < 2; ++half) {
+          const float* const k_values = dk_acc.value[mi][ni] + 2 * half;
+          const float* const v_values = dv_acc.value[mi][ni] + 2 * half;
+          store(dkv_row0 + 16 * mi + 8 * half + g, dkv_col0 + 8 * ni + 2 * t,
+                ptx::pack2<Element>(k_values[0] * a.scale, k_values[1] * a.scale),
+                ptx::pack2<Element>(v_values[0], v_values[1]));
+        }
+  };
+  if constexpr (Traits::kStagedEpilogue) {
+    __syncthreads();  // every warp is done reading K and V (the last dQ product)
+    for_each_dkv_pair([&](int row, int col, std::uint32_t k_pair, std::uint32_t v_pair) {
+      *reinterpret_cast<std::uint32_t*>(s_k.at(row, col)) = k_pair;
+      *reinterpret_cast<std::uint32_t*>(s_v.at(row, col)) = v_pair;
+    });
+    __syncthreads();
+    const int thread = static_cast<int>(threadIdx.x);
+    store_tile<kThreads>(s_k, 0, kBlockN, dk, p.dk.row_stride, rows_k_valid, a.head_dim, thread);
+    store_tile<kThreads>(s_v, 0, kBlockN, dv, p.dv.row_stride, rows_k_valid, a.head_dim, thread);
+  } else {
+    for_each_dkv_pair([&](int row, int col, std::uint32_t k_pair, std::uint32_t v_pair) {
+      if (row >= rows_k_valid || col >= a.head_dim) return;
+      *reinterpret_cast<std::uint32_t*>(dk + row * p.dk.row_stride + col) = k_pair;
+      *reinterpret_cast<std::uint32_t*>(dv + row * p.dv.row_stride + col) = v_pair;
+    });
+  }
 
   // Deterministic mode: pass the turn on the query blocks this key block does not touch,
   // so that later key blocks of the sequence can add theirs. Waiting only on earlier key
