@@ -156,8 +156,8 @@ struct BackwardKernelTraits {
   // instead of 4-byte stores from the accumulator layout (8 rows per warp store): +2 to +5 %
   // at 1k for the 64 and 128 tiles, where a CTA walks few query blocks, but up to -1.7 %
   // at 16k for the 128 tile and -1 to -3 % at most lengths for the 256 tile, whose loops
-  // ptxas then schedules differently (H200, forced, v12 in docs/perf-notes-backward.md). On
-  // where it raises the lowest ratio to FA2 over the grid.
+  // ptxas then allocates differently (H200, forced, v12 in docs/perf-notes-backward.md).
+  // Used where it raises the lowest ratio to FA2 over the grid.
   static constexpr bool kStagedEpilogue = kHeadDim <= 128;
   // lse and D of a query block's rows, loaded with its Q and dO (one buffer each).
   static constexpr int kStatsBytes = 2 * kBlockM * 4;
