@@ -7,9 +7,10 @@
 # `cp scripts/device_ncu_compare.sh .carry/abbin/ && bash .carry/abbin/device_ncu_compare.sh`
 # (or run it from the tree: bench/torch_sdpa.py must sit beside it or in bench/).
 # Prints one line of metrics per kernel; environment: CASES (sm90, dir:d:causal:seq),
-# CUDNN_CASES, FA2_CASES (empty skips a group). With SOURCE_OUT=<dir> it writes each kernel's
-# source page instead (one row per SASS instruction: executed count, stall samples) to
-# <dir>/<group>_<case>.csv, for scripts/opcode_compare.py and scripts/stall_summary.py.
+# CUDNN_CASES, FA2_CASES (empty skips a group), EXTRA_METRICS (appended to the metric
+# list). With SOURCE_OUT=<dir> it writes each kernel's source page instead (one row per
+# SASS instruction: executed count, stall samples) to <dir>/<group>_<case>.csv, for
+# scripts/opcode_compare.py and scripts/stall_summary.py.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 sdpa=$here/torch_sdpa.py
@@ -26,7 +27,7 @@ smsp__warps_eligible.avg.per_cycle_active,smsp__inst_executed_op_ldsm.sum,\
 smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,\
 smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio,\
 smsp__average_warps_issue_stalled_wait_per_issue_active.ratio,smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio,\
-smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio
+smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio${EXTRA_METRICS:+,$EXTRA_METRICS}
 summary() {
   python3 - "$@" <<'PY'
 import csv, sys
@@ -60,7 +61,9 @@ shape() { IFS=: read -r dir d causal seq <<< "$1"; args=(--dtype bf16 --head-dim
 for case in ${CASES-fwd:64:0:2048 fwd:64:0:8192 fwd:128:0:2048 bwd:128:0:8192 bwd:64:0:8192}; do
   shape "$case"
   kernel=$([ "$dir" = bwd ] && echo regex:sm90::backward_kernel || echo regex:sm90::forward_kernel)
-  profile "tileflash sm90 $case" "sm90_${case//:/_}" $kernel 1 1 $bench --backends cuda "${args[@]}"
+  # The backward's last round may run as a second launch (tail pieces): SM90_SKIP=2
+  # SM90_COUNT=2 takes the timed call's main grid and pieces instead of the warm-up's.
+  profile "tileflash sm90 $case" "sm90_${case//:/_}" $kernel "${SM90_SKIP:-1}" "${SM90_COUNT:-1}" $bench --backends cuda "${args[@]}"
 done
 for case in ${CUDNN_CASES-fwd:64:0:2048 fwd:128:0:2048 bwd:128:0:8192}; do
   shape "$case"
