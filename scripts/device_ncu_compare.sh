@@ -8,9 +8,11 @@
 # (or run it from the tree: bench/torch_sdpa.py must sit beside it or in bench/).
 # Prints one line of metrics per kernel; environment: CASES (sm90, dir:d:causal:seq),
 # CUDNN_CASES, FA2_CASES (empty skips a group), EXTRA_METRICS (appended to the metric
-# list). With SOURCE_OUT=<dir> it writes each kernel's source page instead (one row per
-# SASS instruction: executed count, stall samples) to <dir>/<group>_<case>.csv, for
-# scripts/opcode_compare.py and scripts/stall_summary.py.
+# list), SM90_SKIP and SM90_COUNT (the sm90 launches skipped and profiled, default 1 and 1;
+# 2 and 2 take a backward's timed main grid and tail pieces). With SOURCE_OUT=<dir> it
+# writes each kernel's source page instead (one row per SASS instruction: executed count,
+# stall samples) to <dir>/<group>_<case>.csv, for scripts/opcode_compare.py and
+# scripts/stall_summary.py.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 sdpa=$here/torch_sdpa.py
@@ -61,8 +63,8 @@ shape() { IFS=: read -r dir d causal seq <<< "$1"; args=(--dtype bf16 --head-dim
 for case in ${CASES-fwd:64:0:2048 fwd:64:0:8192 fwd:128:0:2048 bwd:128:0:8192 bwd:64:0:8192}; do
   shape "$case"
   kernel=$([ "$dir" = bwd ] && echo regex:sm90::backward_kernel || echo regex:sm90::forward_kernel)
-  # The backward's last round may run as a second launch (tail pieces): SM90_SKIP=2
-  # SM90_COUNT=2 takes the timed call's main grid and pieces instead of the warm-up's.
+  # A backward's last round may run as a second launch (tail pieces), so the defaults
+  # (skip the warm-up's first launch) may land on the warm-up's pieces.
   profile "tileflash sm90 $case" "sm90_${case//:/_}" $kernel "${SM90_SKIP:-1}" "${SM90_COUNT:-1}" $bench --backends cuda "${args[@]}"
 done
 for case in ${CUDNN_CASES-fwd:64:0:2048 fwd:128:0:2048 bwd:128:0:8192}; do
