@@ -159,6 +159,10 @@ struct BackwardKernelTraits {
   // ptxas then allocates differently (H200, forced, v12 in docs/perf-notes-backward.md).
   // Used where it raises the lowest ratio to FA2 over the grid.
   static constexpr bool kStagedEpilogue = kHeadDim <= 128;
+  // Each product's next k-step operands requested before this step's mma (warp_gemm): in
+  // the 256 tile's loop that is 1.5-2.2 % faster than leaving the loads to ptxas, in the
+  // 64 and 128 tiles' loops 0.8-2.8 % and 2.6-3.9 % slower (H200, forced, the whole grid).
+  static constexpr bool kOperandPrefetch = kHeadDim > 128;
   // lse and D of a query block's rows, loaded with its Q and dO (one buffer each).
   static constexpr int kStatsBytes = 2 * kBlockM * 4;
   static constexpr int kSmemBytes =
@@ -188,18 +192,24 @@ __device__ __forceinline__ void load_a_operand_trans(const SmemTile<Element, kRo
 
 // acc += A B over kSteps k-steps of 16 on one warp's tile. load_a(step, a) fills the A
 // operands of every 16-row tile, load_b(step, b) the B operands of every pair of 8-column
-// tiles. The next step's operands are loaded before this step's mma, so ldmatrix latency
-// hides behind tensor-core work (2 warps per scheduler leave little else to hide it).
-template <class Element, int kSteps, int kMTiles, int kNTiles, class LoadA, class LoadB>
+// tiles. With kPrefetch the next step's operands are requested before this step's mma
+// (two register sets); without it each step's loads come first and ptxas schedules them
+// (BackwardKernelTraits::kOperandPrefetch says where each is used).
+template <class Element, int kSteps, bool kPrefetch, int kMTiles, int kNTiles, class LoadA, class LoadB>
 __device__ __forceinline__ void warp_gemm(AccumulatorTile<kMTiles, kNTiles>& acc, LoadA&& load_a, LoadB&& load_b) {
   static_assert(kNTiles % 2 == 0, "B operands come in pairs of 8-column tiles");
   std::uint32_t a[2][kMTiles][4];
   std::uint32_t b[2][kNTiles / 2][2][2];
-  load_a(0, a[0]);
-  load_b(0, b[0]);
+  if constexpr (kPrefetch) {
+    load_a(0, a[0]);
+    load_b(0, b[0]);
+  }
 #pragma unroll
   for (int step = 0; step < kSteps; ++step) {
-    if (step + 1 < kSteps) {
+    if constexpr (!kPrefetch) {
+      load_a(step, a[step & 1]);
+      load_b(step, b[step & 1]);
+    } else if (step + 1 < kSteps) {
       load_a(step + 1, a[(step + 1) & 1]);
       load_b(step + 1, b[(step + 1) & 1]);
     }
@@ -215,20 +225,28 @@ __device__ __forceinline__ void warp_gemm(AccumulatorTile<kMTiles, kNTiles>& acc
 
 // Two products of the same shape at once (acc0 += A0 B0, acc1 += A1 B1): twice the
 // independent mma per k-step, for products whose operands fit in registers together.
-template <class Element, int kSteps, int kMTiles, int kNTiles, class LoadA0, class LoadB0, class LoadA1, class LoadB1>
+template <class Element, int kSteps, bool kPrefetch, int kMTiles, int kNTiles, class LoadA0, class LoadB0, class LoadA1,
+          class LoadB1>
 __device__ __forceinline__ void warp_gemm_pair(AccumulatorTile<kMTiles, kNTiles>& acc0, LoadA0&& load_a0,
                                                LoadB0&& load_b0, AccumulatorTile<kMTiles, kNTiles>& acc1,
                                                LoadA1&& load_a1, LoadB1&& load_b1) {
   static_assert(kNTiles % 2 == 0, "B operands come in pairs of 8-column tiles");
   std::uint32_t a0[2][kMTiles][4], a1[2][kMTiles][4];
   std::uint32_t b0[2][kNTiles / 2][2][2], b1[2][kNTiles / 2][2][2];
-  load_a0(0, a0[0]);
-  load_b0(0, b0[0]);
-  load_a1(0, a1[0]);
-  load_b1(0, b1[0]);
+  if constexpr (kPrefetch) {
+    load_a0(0, a0[0]);
+    load_b0(0, b0[0]);
+    load_a1(0, a1[0]);
+    load_b1(0, b1[0]);
+  }
 #pragma unroll
   for (int step = 0; step < kSteps; ++step) {
-    if (step + 1 < kSteps) {
+    if constexpr (!kPrefetch) {
+      load_a0(step, a0[step & 1]);
+      load_b0(step, b0[step & 1]);
+      load_a1(step, a1[step & 1]);
+      load_b1(step, b1[step & 1]);
+    } else if (step + 1 < kSteps) {
       load_a0(step + 1, a0[(step + 1) & 1]);
       load_b0(step + 1, b0[(step + 1) & 1]);
       load_a1(step + 1, a1[(step + 1) & 1]);
@@ -573,11 +591,11 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
     };
     // Both products at once where registers allow (small dK/dV accumulators, 64-row blocks).
     if constexpr (kHeadDim <= 64 && kBlockM <= 64) {
-      warp_gemm_pair<Element, kHeadDim / 16>(s_acc, rows_operand(s_q), keys_operand(s_k), dp_acc, rows_operand(s_do),
-                                             keys_operand(s_v));
+      warp_gemm_pair<Element, kHeadDim / 16, Traits::kOperandPrefetch>(s_acc, rows_operand(s_q), keys_operand(s_k),
+                                                                        dp_acc, rows_operand(s_do), keys_operand(s_v));
     } else {
-      warp_gemm<Element, kHeadDim / 16>(s_acc, rows_operand(s_q), keys_operand(s_k));
-      warp_gemm<Element, kHeadDim / 16>(dp_acc, rows_operand(s_do), keys_operand(s_v));
+      warp_gemm<Element, kHeadDim / 16, Traits::kOperandPrefetch>(s_acc, rows_operand(s_q), keys_operand(s_k));
+      warp_gemm<Element, kHeadDim / 16, Traits::kOperandPrefetch>(dp_acc, rows_operand(s_do), keys_operand(s_v));
     }
 
     // P (dropped and rescaled, for dV) and dS, element by element, into shared memory:
@@ -684,8 +702,9 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
         for (int nj = 0; nj < kDkvNTiles / 2; ++nj) load_b_operand_pair_trans(tile, 16 * step, dkv_col0 + 16 * nj, b[nj]);
       };
     };
-    warp_gemm_pair<Element, kBlockM / 16>(dv_acc, scores_transposed_operand(s_p), rows_transposed_operand(s_do), dk_acc,
-                                          scores_transposed_operand(s_ds), rows_transposed_operand(s_q));
+    warp_gemm_pair<Element, kBlockM / 16, Traits::kOperandPrefetch>(
+        dv_acc, scores_transposed_operand(s_p), rows_transposed_operand(s_do), dk_acc, scores_transposed_operand(s_ds),
+        rows_transposed_operand(s_q));
     if constexpr (!Traits::kDoubleBuffer) {
       __syncthreads();  // every warp has read Q and dO: the one buffer can take the next block
       if (iteration + 1 < iterations) load_query_block(iteration + 1, 0);
@@ -695,7 +714,7 @@ __global__ void __launch_bounds__(BackwardKernelTraits<kHeadDim, Element, kVaria
     // dQ (unscaled) = dS K on this warp's (kDqRows x kDqCols) tile.
     AccumulatorTile<kDqMTiles, kDqNTiles> dq_acc;
     dq_acc.fill(0.0f);
-    warp_gemm<Element, kBlockN / 16>(
+    warp_gemm<Element, kBlockN / 16, Traits::kOperandPrefetch>(
         dq_acc,
         [&](int step, auto& a) {
 #pragma unroll
