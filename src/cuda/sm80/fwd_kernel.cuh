@@ -32,6 +32,12 @@ template <class Tile, class Element, bool kLogitExtras, bool kHeavyFirst>
 __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward_kernel(const AttentionArgs args) {
   constexpr int kBlockM = Tile::kBlockM, kBlockN = Tile::kBlockN, kHeadDim = Tile::kHeadDim;
   constexpr int kMTiles = Tile::kMTiles, kNTiles = Tile::kNTiles, kDTiles = Tile::kDTiles;
+  // Q K^T with every k-step's operands requested one step ahead (two register sets) or
+  // step by step, left to ptxas: each instantiation's loop is scheduled its own way at
+  // ~250 registers. Ahead measured +10 to +12 % for the 128 x 64 tile's heavy-first
+  // (banded) kernel and -1 to -3 % for the other plain kernels (H200, forced, the whole
+  // grid; docs/perf-notes.md).
+  constexpr bool kPrefetchScoreOperands = kHeavyFirst && kHeadDim == 128 && kBlockN == 64;
   using QTile = SmemTile<Element, kBlockM, kHeadDim>;
   using KVTile = SmemTile<Element, kBlockN, kHeadDim>;
 
@@ -120,19 +126,41 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
 
       AccumulatorTile<kMTiles, kNTiles> scores;
       scores.fill(0.0f);
+      if constexpr (kPrefetchScoreOperands) {
+        std::uint32_t a[2][kMTiles][4], b[2][kNTiles / 2][2][2];
+        const auto load_step = [&](int ks, int set) {
 #pragma unroll
-      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
-        std::uint32_t a[kMTiles][4];
+          for (int mi = 0; mi < kMTiles; ++mi) load_a_operand(q_smem, warp_row0 + 16 * mi, 16 * ks, a[set][mi]);
 #pragma unroll
-        for (int mi = 0; mi < kMTiles; ++mi) load_a_operand(q_smem, warp_row0 + 16 * mi, 16 * ks, a[mi]);
+          for (int np = 0; np < kNTiles / 2; ++np) load_b_operand_pair(k_tile, 16 * np, 16 * ks, b[set][np]);
+        };
+        load_step(0, 0);
 #pragma unroll
-        for (int np = 0; np < kNTiles / 2; ++np) {
-          std::uint32_t b[2][2];
-          load_b_operand_pair(k_tile, 16 * np, 16 * ks, b);
+        for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+          if (ks + 1 < kHeadDim / 16) load_step(ks + 1, (ks + 1) & 1);
 #pragma unroll
-          for (int mi = 0; mi < kMTiles; ++mi) {
-            ptx::mma_16x8x16<Element>(scores.value[mi][2 * np], a[mi], b[0]);
-            ptx::mma_16x8x16<Element>(scores.value[mi][2 * np + 1], a[mi], b[1]);
+          for (int np = 0; np < kNTiles / 2; ++np)
+#pragma unroll
+            for (int mi = 0; mi < kMTiles; ++mi) {
+              ptx::mma_16x8x16<Element>(scores.value[mi][2 * np], a[ks & 1][mi], b[ks & 1][np][0]);
+              ptx::mma_16x8x16<Element>(scores.value[mi][2 * np + 1], a[ks & 1][mi], b[ks & 1][np][1]);
+            }
+        }
+      } else {
+#pragma unroll
+        for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+          std::uint32_t a[kMTiles][4];
+#pragma unroll
+          for (int mi = 0; mi < kMTiles; ++mi) load_a_operand(q_smem, warp_row0 + 16 * mi, 16 * ks, a[mi]);
+#pragma unroll
+          for (int np = 0; np < kNTiles / 2; ++np) {
+            std::uint32_t b[2][2];
+            load_b_operand_pair(k_tile, 16 * np, 16 * ks, b);
+#pragma unroll
+            for (int mi = 0; mi < kMTiles; ++mi) {
+              ptx::mma_16x8x16<Element>(scores.value[mi][2 * np], a[mi], b[0]);
+              ptx::mma_16x8x16<Element>(scores.value[mi][2 * np + 1], a[mi], b[1]);
+            }
           }
         }
       }
