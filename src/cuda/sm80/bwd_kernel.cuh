@@ -149,9 +149,11 @@ struct BackwardKernelTraits {
   // the heads-fastest launch order under a causal band (key_blocks_heads_fastest) gave the
   // 128 tile +2 to +6 %, non-causal calls included, but cost the 64 tile 4-5 % and moved the
   // 256 tile both ways; dQ added by red.global (no value returned) instead of atomicAdd's
-  // ATOMG gave the 64 tile +0.2 to +3.3 % in two calls, the others -3 to +2 %.
+  // ATOMG gave the 64 tile +0.2 to +3.3 % in two calls, the others -3 to +2 %; under v13's
+  // schedule (kOperandPrefetch) it gives the 128 tile +1 to +2.4 % up to 8k (-0.6 % at 16k)
+  // and keeps the 64 tile ahead (ATOMG there: -0.3 to -3.4 %).
   static constexpr bool kHeadsFastestOrder = kHeadDim == 128;
-  static constexpr bool kDqByReduction = kHeadDim <= 64;
+  static constexpr bool kDqByReduction = kHeadDim <= 64 || kHeadDim == 128;
   // dK and dV staged as 16-bit rows in the K and V tiles and stored as 16-byte row chunks,
   // instead of 4-byte stores from the accumulator layout (8 rows per warp store): +2 to +5 %
   // at 1k for the 64 and 128 tiles, where a CTA walks few query blocks, but up to -1.7 %
