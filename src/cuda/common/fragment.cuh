@@ -45,6 +45,18 @@ __device__ __forceinline__ void accumulator_as_a(const AccumulatorTile<kMTiles, 
   a[3] = ptx::pack2<Element>(acc.value[mi][2 * kk + 1][2], acc.value[mi][2 * kk + 1][3]);
 }
 
+// acc's n-tiles 2 * pair and 2 * pair + 1 of every 16-row tile mi += a[mi] times the two
+// n-tiles of b (the B operands of one ldmatrix.x4).
+template <class Element, int kMTiles, int kNTiles>
+__device__ __forceinline__ void mma_n_tile_pair(AccumulatorTile<kMTiles, kNTiles>& acc, int pair,
+                                                const std::uint32_t (&a)[kMTiles][4], const std::uint32_t (&b)[2][2]) {
+#pragma unroll
+  for (int mi = 0; mi < kMTiles; ++mi) {
+    ptx::mma_16x8x16<Element>(acc.value[mi][2 * pair], a[mi], b[0]);
+    ptx::mma_16x8x16<Element>(acc.value[mi][2 * pair + 1], a[mi], b[1]);
+  }
+}
+
 // Pairwise reduction of get(kBegin) .. get(kEnd - 1) (one lane's values of a row): a
 // chain of log2(n) dependent operations instead of n.
 template <int kBegin, int kEnd, class Op, class Get>

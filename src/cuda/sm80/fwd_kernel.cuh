@@ -139,12 +139,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
         for (int ks = 0; ks < kHeadDim / 16; ++ks) {
           if (ks + 1 < kHeadDim / 16) load_step(ks + 1, (ks + 1) & 1);
 #pragma unroll
-          for (int np = 0; np < kNTiles / 2; ++np)
-#pragma unroll
-            for (int mi = 0; mi < kMTiles; ++mi) {
-              ptx::mma_16x8x16<Element>(scores.value[mi][2 * np], a[ks & 1][mi], b[ks & 1][np][0]);
-              ptx::mma_16x8x16<Element>(scores.value[mi][2 * np + 1], a[ks & 1][mi], b[ks & 1][np][1]);
-            }
+          for (int np = 0; np < kNTiles / 2; ++np) mma_n_tile_pair<Element>(scores, np, a[ks & 1], b[ks & 1][np]);
         }
       } else {
 #pragma unroll
@@ -156,11 +151,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
           for (int np = 0; np < kNTiles / 2; ++np) {
             std::uint32_t b[2][2];
             load_b_operand_pair(k_tile, 16 * np, 16 * ks, b);
-#pragma unroll
-            for (int mi = 0; mi < kMTiles; ++mi) {
-              ptx::mma_16x8x16<Element>(scores.value[mi][2 * np], a[mi], b[0]);
-              ptx::mma_16x8x16<Element>(scores.value[mi][2 * np + 1], a[mi], b[1]);
-            }
+            mma_n_tile_pair<Element>(scores, np, a, b);
           }
         }
       }
@@ -199,11 +190,7 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocksPerSm) forward
         for (int dp = 0; dp < kHeadDim / 16; ++dp) {
           std::uint32_t b[2][2];
           load_b_operand_pair_trans(v_tile, 16 * kk, 16 * dp, b);
-#pragma unroll
-          for (int mi = 0; mi < kMTiles; ++mi) {
-            ptx::mma_16x8x16<Element>(out.value[mi][2 * dp], a[mi], b[0]);
-            ptx::mma_16x8x16<Element>(out.value[mi][2 * dp + 1], a[mi], b[1]);
-          }
+          mma_n_tile_pair<Element>(out, dp, a, b);
         }
       }
     }
